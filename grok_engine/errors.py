@@ -1,0 +1,13 @@
+"""The one error type of grok_engine.
+
+Every refusal of bad input raises :class:`GrokError` with a single-line message that names
+the offending value and what is allowed; the CLI prints it and exits with code 2.
+"""
+
+
+class GrokError(ValueError):
+    """A user-facing, one-line error: the bad value and what is allowed."""
+
+
+class CorruptCheckpoint(GrokError):
+    """A checkpoint file on disk is truncated or unreadable (named in the message)."""

@@ -1,0 +1,140 @@
+"""The training forward: last-position logits with the work a grokking model really needs.
+
+Why this is fast (and still the same function as ``HookedGrokTransformer``):
+
+* The loss reads only the last position, so the final layer computes its query, its MLP
+  and the unembedding for position 2 alone (the notebook's model runs all three).
+* In layer 0 the residual stream at a position is ``W_E[token] + W_pos[pos]``: a key or
+  value at position ``i`` depends only on the token there. So keys, values (already
+  multiplied by ``W_O``) and attention scores are computed once per *token* (tables of
+  ``p`` rows) and gathered per pair, instead of once per (pair, position). The '=' query is
+  the same for every row: one vector per head.
+
+For ``n_layers == 1`` (the notebook's model) the per-row work is then a 3-way softmax per
+head, a weighted sum of three gathered vectors, and the MLP on one position. Deeper
+models run layers 0..L-2 on every position (from the same token tables) and the last
+layer on position 2 only.
+
+All functions are pure: a dict of HookedTransformer-format weights in, tensors out.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from grok_engine.config import ModelConfig
+
+
+def layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    x = x - x.mean(-1, keepdim=True)
+    return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt() * w + b
+
+
+def _ln(w: dict[str, torch.Tensor], name: str, x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    if cfg.normalization == "LN":
+        return layer_norm(x, w[name + ".w"], w[name + ".b"])
+    return x
+
+
+def _act(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    return F.relu(x) if cfg.act_fn == "relu" else F.gelu(x)
+
+
+def _mlp_and_unembed(w: dict[str, torch.Tensor], layer: int, resid_mid: torch.Tensor,
+                     cfg: ModelConfig) -> torch.Tensor:
+    """resid_mid [n, d_model] at the last position -> logits [n, d_vocab_out]"""
+    pre = f"blocks.{layer}.mlp."
+    hidden = _act(_ln(w, f"blocks.{layer}.ln2", resid_mid, cfg) @ w[pre + "W_in"] + w[pre + "b_in"], cfg)
+    W_U = w["unembed.W_U"]
+    if cfg.normalization == "LN":
+        resid_post = resid_mid + hidden @ w[pre + "W_out"] + w[pre + "b_out"]
+        return layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U + w["unembed.b_U"]
+    # Without a final LayerNorm the unembedding is linear in the MLP output, so go through
+    # W_logit = W_out @ W_U [d_mlp, d_vocab_out]: d_vocab_out is often far below d_model.
+    W_logit = w[pre + "W_out"] @ W_U
+    return resid_mid @ W_U + hidden @ W_logit + (w[pre + "b_out"] @ W_U + w["unembed.b_U"])
+
+
+def _one_layer_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                      cfg: ModelConfig) -> torch.Tensor:
+    """The notebook's 1-layer model at the last position. a, b: [n] tokens -> [n, d_vocab_out]"""
+    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
+    eq = W_E.shape[0] - 1  # the '=' token is the last of the vocabulary
+    p = eq
+    H, D, Dh = cfg.n_heads, cfg.d_model, cfg.d_head
+    att = "blocks.0.attn."
+    resid_pre = torch.cat([W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], (W_E[eq] + W_pos[2])[None]])
+    x = _ln(w, "blocks.0.ln1", resid_pre, cfg)  # [2p+1, d_model]: a-tokens, b-tokens, '='
+    # [d_model, head*d_head] so that each projection is one matmul over the token table
+    q = x[-1] @ w[att + "W_Q"].transpose(0, 1).reshape(D, H * Dh) + w[att + "b_Q"].reshape(-1)
+    k = x @ w[att + "W_K"].transpose(0, 1).reshape(D, H * Dh) + w[att + "b_K"].reshape(-1)
+    v = x @ w[att + "W_V"].transpose(0, 1).reshape(D, H * Dh) + w[att + "b_V"].reshape(-1)
+    scores = (k.view(-1, H, Dh) * q.view(H, Dh)).sum(-1) / Dh ** 0.5  # [2p+1, head]
+    vo = torch.bmm(v.view(-1, H, Dh).transpose(0, 1), w[att + "W_O"]).transpose(0, 1)  # [2p+1, head, d_model]
+    vo = vo.reshape(-1, H * D)
+    ib = b + p
+    pattern = torch.softmax(torch.stack([scores.index_select(0, a), scores.index_select(0, ib),
+                                         scores[-1].expand(len(a), -1)], -1), -1)  # [n, head, 3]
+    attn_out = ((pattern[..., 0, None] * vo.index_select(0, a).view(-1, H, D)).sum(1)
+                + (pattern[..., 1, None] * vo.index_select(0, ib).view(-1, H, D)).sum(1))
+    attn_out = attn_out + pattern[..., 2] @ vo[-1].view(H, D) + w[att + "b_O"]
+    return _mlp_and_unembed(w, 0, resid_pre[-1] + attn_out, cfg)
+
+
+def _attention(w: dict[str, torch.Tensor], layer: int, x: torch.Tensor, cfg: ModelConfig,
+               last_only: bool) -> torch.Tensor:
+    """x [n, pos, d_model] (normalised) -> attn_out [n, pos or 1, d_model], causal."""
+    att = f"blocks.{layer}.attn."
+    xq = x[:, -1:] if last_only else x
+    q = torch.einsum("npd,hde->nphe", xq, w[att + "W_Q"]) + w[att + "b_Q"]
+    k = torch.einsum("npd,hde->nphe", x, w[att + "W_K"]) + w[att + "b_K"]
+    v = torch.einsum("npd,hde->nphe", x, w[att + "W_V"]) + w[att + "b_V"]
+    scores = torch.einsum("nqhe,nkhe->nhqk", q, k) / cfg.d_head ** 0.5
+    if not last_only:
+        n_pos = x.shape[1]
+        mask = torch.tril(torch.ones(n_pos, n_pos, dtype=torch.bool, device=x.device))
+        scores = scores.masked_fill(~mask, float("-inf"))
+    z = torch.einsum("nhqk,nkhe->nqhe", torch.softmax(scores, -1), v)
+    return torch.einsum("nqhe,hed->nqd", z, w[att + "W_O"]) + w[att + "b_O"]
+
+
+def _deep_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                 cfg: ModelConfig) -> torch.Tensor:
+    """Any depth: layers 0..L-2 on every position, the last on position 2 only."""
+    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
+    tokens = torch.stack([a, b, torch.full_like(a, W_E.shape[0] - 1)], 1)
+    resid = W_E[tokens] + W_pos  # [n, 3, d_model]
+    last = cfg.n_layers - 1
+    for layer in range(last):
+        pre = f"blocks.{layer}."
+        resid = resid + _attention(w, layer, _ln(w, pre + "ln1", resid, cfg), cfg, last_only=False)
+        hidden = _act(_ln(w, pre + "ln2", resid, cfg) @ w[pre + "mlp.W_in"] + w[pre + "mlp.b_in"], cfg)
+        resid = resid + hidden @ w[pre + "mlp.W_out"] + w[pre + "mlp.b_out"]
+    x = _ln(w, f"blocks.{last}.ln1", resid, cfg)
+    resid_mid = resid[:, -1] + _attention(w, last, x, cfg, last_only=True)[:, 0]
+    return _mlp_and_unembed(w, last, resid_mid, cfg)
+
+
+def last_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                cfg: ModelConfig) -> torch.Tensor:
+    """Logits at the '=' position for the rows ``[a, b, =]``.
+
+    w: HookedTransformer-format weights; a, b: [n] int64 tokens on w's device.
+    Returns [n, d_vocab_out], equal (to float tolerance) to
+    ``HookedGrokTransformer(...)(tokens)[:, -1]``.
+    """
+    if cfg.n_layers == 1:
+        return _one_layer_logits(w, a, b, cfg)
+    return _deep_logits(w, a, b, cfg)
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The notebook's loss: mean cross-entropy in float64. logits [n, vocab] -> scalar"""
+    log_probs = logits.to(torch.float64).log_softmax(dim=-1)
+    return -log_probs.gather(dim=-1, index=labels[:, None])[:, 0].mean()
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of rows whose argmax is the label (a 0-d tensor, no host sync)."""
+    return (logits.argmax(-1) == labels).to(torch.float64).mean()

@@ -1,0 +1,261 @@
+"""The full-batch trainer: the notebook's loop, without its overheads.
+
+Semantics are the notebook's: AdamW on every trainable parameter (biases frozen by
+default), one full-batch step per epoch on the train split, train loss from that step's
+forward, test loss from the updated weights, losses in float64 on the last position.
+
+What makes it fast: the forward is ``grok_engine.fast`` (last position only, layer-0
+keys/values per token); all trainable parameters live in one flat tensor so AdamW and the
+Grokfast filter are a handful of vector ops per epoch; on a GPU the per-epoch metrics stay
+on the device and reach the host in batches (no sync every epoch).
+
+The trainer never prints and never touches the disk: it reports :class:`Progress` and
+:class:`Checkpoint` events to a callback (the run store, the CLI's progress bar and the
+TUI are listeners) and stops, after a checkpoint, when ``stop()`` returns True.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from grok_engine.config import RunConfig
+from grok_engine.fast import accuracy, last_logits, loss_fn
+from grok_engine.tasks import Dataset, make_dataset
+from grok_engine.weights import init_weights, is_bias, param_shapes
+
+METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """cuda, then mps, then cpu (or the one asked for)."""
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class Metrics:
+    """Per-epoch curves. ``epoch[i]`` counts completed epochs (1-based); test values are
+    NaN on epochs that were not evaluated (``eval_every > 1``)."""
+
+    epoch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    train_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    test_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    train_acc: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    test_acc: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def extend(self, other: "Metrics") -> None:
+        for name in ("epoch",) + METRIC_NAMES:
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+
+    def truncate(self, last_epoch: int) -> "Metrics":
+        keep = self.epoch <= last_epoch
+        return Metrics(**{n: getattr(self, n)[keep] for n in ("epoch",) + METRIC_NAMES})
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {n: getattr(self, n) for n in ("epoch",) + METRIC_NAMES}
+
+
+@dataclass
+class Progress:
+    """Metrics of the epochs since the last event, and where training stands."""
+
+    metrics: Metrics
+    epoch: int  # epochs completed
+    target_epoch: int
+    elapsed_s: float
+
+
+@dataclass
+class Checkpoint:
+    """Weights after ``epoch`` epochs (HookedTransformer format, on the CPU) and what it
+    takes to resume from here: optimizer moments, the Grokfast EMA, all metrics so far."""
+
+    epoch: int
+    weights: dict[str, torch.Tensor]
+    resume: dict[str, torch.Tensor]
+    metrics: Metrics
+
+
+Event = Progress | Checkpoint
+Callback = Callable[[Event], None]
+
+
+class Trainer:
+    """One run's training state; ``run()`` advances it.
+
+    >>> trainer = Trainer(RunConfig())            # the notebook's experiment
+    >>> trainer.run(callback=print_event)          # doctest: +SKIP
+    """
+
+    def __init__(self, config: RunConfig, weights: dict[str, torch.Tensor] | None = None,
+                 resume: dict[str, torch.Tensor] | None = None, metrics: Metrics | None = None,
+                 epoch: int = 0, dataset: Dataset | None = None):
+        self.config = config
+        self.device = pick_device(config.train.device)
+        self.dataset = dataset if dataset is not None else make_dataset(config.task)
+        self.epoch = epoch
+        self.metrics = metrics if metrics is not None else Metrics()
+        weights = weights if weights is not None else init_weights(config.task, config.model)
+        self._build_params(weights)
+        self._build_optimizer(resume)
+        ds, dev = self.dataset, self.device
+        self.train_a = ds.tokens[ds.train_indices, 0].to(dev)
+        self.train_b = ds.tokens[ds.train_indices, 1].to(dev)
+        self.train_labels = ds.labels[ds.train_indices].to(dev)
+        self.test_a = ds.tokens[ds.test_indices, 0].to(dev)
+        self.test_b = ds.tokens[ds.test_indices, 1].to(dev)
+        self.test_labels = ds.labels[ds.test_indices].to(dev)
+
+    # -- parameters ---------------------------------------------------------------------
+    def _build_params(self, weights: dict[str, torch.Tensor]) -> None:
+        freeze = self.config.train.freeze_biases
+        self.params: dict[str, torch.Tensor] = {}
+        self.frozen: dict[str, torch.Tensor] = {}
+        for name, _shape in param_shapes(self.config.task, self.config.model):
+            value = weights[name].detach().to(self.device, torch.float32).clone()
+            if freeze and is_bias(name):
+                self.frozen[name] = value
+            else:
+                self.params[name] = value.requires_grad_(True)
+        self.param_list = list(self.params.values())
+
+    def views(self, detach: bool = False) -> dict[str, torch.Tensor]:
+        """name -> weight tensor (trainable leaves and frozen biases)."""
+        w = dict(self.frozen)
+        for name, value in self.params.items():
+            w[name] = value.detach() if detach else value
+        return w
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Current weights, detached copies on the CPU, HookedTransformer key order."""
+        w = self.views(detach=True)
+        order = param_shapes(self.config.task, self.config.model)
+        return {name: w[name].to("cpu", copy=True).contiguous() for name, _ in order}
+
+    def _build_optimizer(self, resume: dict[str, torch.Tensor] | None) -> None:
+        t = self.config.train
+        kwargs = dict(lr=t.lr, weight_decay=t.weight_decay, betas=(t.beta1, t.beta2))
+        # fused: one multi-tensor kernel per step (CPU since torch 2.4, CUDA, MPS).
+        try:
+            self.optimizer = torch.optim.AdamW(self.param_list, fused=True, **kwargs)
+        except (RuntimeError, TypeError):
+            self.optimizer = torch.optim.AdamW(self.param_list, **kwargs)
+        self.grokfast_ema = [torch.zeros_like(p) for p in self.param_list] if t.grokfast else None
+        if resume and "step" in resume:
+            for name, param in self.params.items():
+                state = self.optimizer.state[param]
+                step = resume["step"].to(torch.float32).reshape(()).clone()
+                state["step"] = step.to(self.device) if self.optimizer.defaults.get("fused") else step
+                state["exp_avg"] = resume[f"exp_avg/{name}"].to(self.device).clone()
+                state["exp_avg_sq"] = resume[f"exp_avg_sq/{name}"].to(self.device).clone()
+            if self.grokfast_ema is not None:
+                for name, ema in zip(self.params, self.grokfast_ema):
+                    if f"grokfast_ema/{name}" in resume:
+                        ema.copy_(resume[f"grokfast_ema/{name}"])
+
+    def resume_state(self) -> dict[str, torch.Tensor]:
+        """Optimizer moments (and Grokfast EMA) per parameter, flat names for safetensors."""
+        out: dict[str, torch.Tensor] = {"epoch": torch.tensor(self.epoch)}
+        for name, param in self.params.items():
+            state = self.optimizer.state.get(param)
+            if not state:
+                continue
+            out["step"] = state["step"].detach().to("cpu", torch.float32).reshape(())
+            out[f"exp_avg/{name}"] = state["exp_avg"].detach().cpu().clone()
+            out[f"exp_avg_sq/{name}"] = state["exp_avg_sq"].detach().cpu().clone()
+        if self.grokfast_ema is not None:
+            for name, ema in zip(self.params, self.grokfast_ema):
+                out[f"grokfast_ema/{name}"] = ema.detach().cpu().clone()
+        return out
+
+    # -- the loop ----------------------------------------------------------------------
+    def _checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.epoch, self.weights(), self.resume_state(),
+                          Metrics(**{k: v.copy() for k, v in self.metrics.as_dict().items()}))
+
+    def run(self, callback: Callback | None = None, stop: Callable[[], bool] | None = None,
+            until_epoch: int | None = None, report_interval_s: float = 0.25) -> Metrics:
+        """Train up to ``until_epoch`` (default: the config's epochs).
+
+        Emits a Checkpoint at epoch 0 (the initial weights) when starting fresh, every
+        ``checkpoint_every`` epochs, and where it stops (the end or ``stop()``); Progress
+        events at most every ``report_interval_s`` seconds. Returns all metrics.
+        """
+        cfg, t = self.config, self.config.train
+        target = until_epoch if until_epoch is not None else t.epochs
+        emit = callback or (lambda event: None)
+        should_stop = stop or (lambda: False)
+        mcfg = cfg.model
+        dev = self.device
+        on_gpu = dev.type != "cpu"
+        nan = torch.tensor(math.nan, dtype=torch.float64, device=dev)
+        rows: list[torch.Tensor] = []  # one [4] tensor per epoch, on the device
+        buf_epochs: list[int] = []
+        if self.epoch == 0 and len(self.metrics) == 0:
+            emit(self._checkpoint())
+        start_time = last_report = time.perf_counter()
+
+        def flush() -> None:
+            nonlocal last_report
+            if not buf_epochs:
+                return
+            values = torch.stack(rows).cpu().numpy()  # the only host sync
+            chunk = Metrics(np.array(buf_epochs, np.int64), values[:, 0], values[:, 1],
+                            values[:, 2], values[:, 3])
+            self.metrics.extend(chunk)
+            buf_epochs.clear()
+            rows.clear()
+            last_report = time.perf_counter()
+            emit(Progress(chunk, self.epoch, target, last_report - start_time))
+
+        while self.epoch < target:
+            logits = last_logits(self.views(), self.train_a, self.train_b, mcfg)
+            loss = loss_fn(logits, self.train_labels)
+            loss.backward()
+            with torch.no_grad():
+                train_loss, train_acc = loss.detach(), accuracy(logits.detach(), self.train_labels)
+                if self.grokfast_ema is not None:
+                    # Grokfast-EMA (Lee et al. 2024): amplify the slow gradient component.
+                    grads = [p.grad for p in self.param_list]
+                    torch._foreach_mul_(self.grokfast_ema, t.grokfast_alpha)
+                    torch._foreach_add_(self.grokfast_ema, grads, alpha=1 - t.grokfast_alpha)
+                    torch._foreach_add_(grads, self.grokfast_ema, alpha=t.grokfast_lamb)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=False)
+            self.epoch += 1
+            test_loss = test_acc = nan
+            if self.epoch % t.eval_every == 0 or self.epoch == target:
+                with torch.inference_mode():
+                    test_logits = last_logits(self.views(detach=True), self.test_a,
+                                              self.test_b, mcfg)
+                    test_loss = loss_fn(test_logits, self.test_labels)
+                    test_acc = accuracy(test_logits, self.test_labels)
+            rows.append(torch.stack([train_loss, test_loss, train_acc, test_acc]))
+            buf_epochs.append(self.epoch)
+            at_checkpoint = self.epoch % t.checkpoint_every == 0
+            stopping = should_stop()
+            if (at_checkpoint or stopping or self.epoch == target
+                    or (not on_gpu and time.perf_counter() - last_report >= report_interval_s)
+                    or (on_gpu and len(buf_epochs) >= 256
+                        and time.perf_counter() - last_report >= report_interval_s)):
+                flush()
+            if at_checkpoint or stopping or self.epoch == target:
+                emit(self._checkpoint())
+            if stopping:
+                break
+        return self.metrics

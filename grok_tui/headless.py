@@ -1,0 +1,134 @@
+"""Headless commands: ``grok-tui train`` (rich progress bar) and ``grok-tui runs`` (a table).
+
+The trainer reports events; this module is one listener (the progress bar) beside the run
+store (which persists checkpoints). Ctrl-C sets the trainer's stop flag: it finishes the
+epoch, writes a checkpoint and returns, so the run is kept and can be resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import threading
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from grok_engine.errors import GrokError
+
+
+def _fmt(x: float, spec: str = ".3g") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def train_headless(args: argparse.Namespace) -> int:
+    from grok_tui.cli import train_config_from_args
+
+    from grok_engine.store import RunStore
+    from grok_engine.train import Progress as TrainProgress
+
+    console = Console(stderr=True)
+    store = RunStore(args.runs_dir)
+    if args.resume:
+        run = store.open(args.resume)
+        if args.epochs is not None and args.epochs != run.config.train.epochs:
+            # continuing for more epochs is a change of plan, recorded in the run's config
+            run = store.extend_epochs(run, args.epochs)
+    else:
+        config = train_config_from_args(args)
+        run = store.create(config, run_id=args.run_id)
+    trainer = run.trainer()
+    config = run.config
+    stop = threading.Event()
+    target_acc = args.stop_at_test_acc
+    reached: dict[str, float] = {}
+
+    def on_sigint(signum, frame):  # noqa: ARG001
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("epoch {task.completed:>7.0f}/{task.total:.0f}"),
+        TextColumn("train {task.fields[train_loss]}  test {task.fields[test_loss]}  "
+                   "acc {task.fields[test_acc]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=args.quiet,
+        refresh_per_second=4)
+    bar = progress.add_task(run.id, total=config.train.epochs, completed=trainer.epoch,
+                            train_loss="-", test_loss="-", test_acc="-")
+    started = time.perf_counter()
+
+    def on_event(event) -> None:
+        run(event)  # persist checkpoints first
+        if isinstance(event, TrainProgress):
+            m = event.metrics
+            test = m.test_acc[~_isnan(m.test_acc)]
+            test_loss = m.test_loss[~_isnan(m.test_loss)]
+            progress.update(bar, completed=event.epoch, train_loss=_fmt(float(m.train_loss[-1])),
+                            test_loss=_fmt(float(test_loss[-1])) if len(test_loss) else "-",
+                            test_acc=_fmt(float(test[-1]), ".1%") if len(test) else "-")
+            if target_acc is not None and "epoch" not in reached:
+                hits = (m.test_acc >= target_acc).nonzero()[0]
+                if len(hits):
+                    reached["epoch"] = int(m.epoch[hits[0]])
+                    reached["seconds"] = time.perf_counter() - started
+                    stop.set()
+
+    try:
+        with progress:
+            trainer.run(callback=on_event, stop=stop.is_set)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: run {run.id} kept up to epoch {run.epochs_done()}")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    s = run.summary()
+    elapsed = time.perf_counter() - started
+    status = "stopped" if stop.is_set() and "epoch" not in reached else "done"
+    print(f"{status}: run {run.id}  epochs {s.epochs_done}  train acc {_fmt(s.train_acc, '.4f')}  "
+          f"test acc {_fmt(s.test_acc, '.4f')}  test>=99% at epoch {s.grok_epoch or '-'}  "
+          f"{elapsed:.1f} s  -> {run.path}")
+    if target_acc is not None:
+        if "epoch" in reached:
+            print(f"reached test acc >= {target_acc} at epoch {reached['epoch']} "
+                  f"after {reached['seconds']:.1f} s of training")
+        else:
+            print(f"test acc {target_acc} not reached in {s.epochs_done} epochs")
+    return 0
+
+
+def _isnan(values):
+    import numpy as np
+
+    return np.isnan(values)
+
+
+def print_runs(runs_dir: str | None) -> int:
+    from grok_engine.store import RunStore
+
+    store = RunStore(runs_dir)
+    summaries = store.summaries()
+    console = Console()
+    if not summaries:
+        console.print(f"no runs in {store.root} (start one with: grok-tui train)")
+        return 0
+    table = Table(title=f"runs in {store.root}")
+    for col in ("id", "task", "p", "epochs", "train acc", "test acc", "test>=99% at"):
+        table.add_column(col, justify="right" if col not in ("id", "task") else "left")
+    for s in summaries:
+        if s.error:
+            table.add_row(s.id, s.task, str(s.p or "?"), "-", "-", "-", f"[red]{s.error}[/red]")
+            continue
+        table.add_row(s.id, s.task, str(s.p), f"{s.epochs_done}/{s.epochs_planned}",
+                      _fmt(s.train_acc, ".4f"), _fmt(s.test_acc, ".4f"),
+                      str(s.grok_epoch) if s.grok_epoch is not None else "-")
+    console.print(table)
+    return 0
+
+
+__all__ = ["train_headless", "print_runs", "GrokError"]
