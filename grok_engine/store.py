@@ -218,6 +218,23 @@ class Run:
         return RunSummary(self.id, t.task, t.p, done, self.config.train.epochs, train_acc,
                           test_acc, grok, str(self.info.get("created", "")), error)
 
+    def load_analysis(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+        """A cached analysis (tensors, metadata) beside the run, or None if absent/corrupt."""
+        from safetensors import safe_open
+
+        path = self.path / "analysis" / f"{name}.safetensors"
+        if not path.exists():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            return None  # a cache: recompute rather than fail
+
+    def save_analysis(self, name: str, tensors: dict[str, torch.Tensor],
+                      metadata: dict[str, str] | None = None) -> None:
+        atomic_save_tensors(self.path / "analysis" / f"{name}.safetensors", tensors, metadata)
+
     # -- writing ---------------------------------------------------------------------
     def write_checkpoint(self, event: Checkpoint) -> None:
         """Weights, then the resume state, then metrics; older resume states go last. A

@@ -1,0 +1,89 @@
+"""What a study returns: named tables (columns of raw values) and grids (2-D arrays with
+axis labels and a title). The UI formats them, the CSV writer writes them; neither computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Table:
+    """Columns of equal length. ``columns`` maps a column name to a 1-D array or list of raw
+    values (numbers or strings), in display order.
+
+    >>> t = Table("pca", {"component": [1, 2], "explained": [0.73, 0.26]})
+    >>> t.n_rows
+    2
+    """
+
+    name: str
+    columns: dict[str, Sequence[Any]]
+    title: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        lengths = {k: len(v) for k, v in self.columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"table {self.name!r} has columns of different lengths: {lengths}")
+
+    @property
+    def n_rows(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.columns)
+
+    def rows(self) -> list[list[Any]]:
+        cols = [list(np.asarray(v).tolist()) if isinstance(v, np.ndarray) else list(v)
+                for v in self.columns.values()]
+        return [list(r) for r in zip(*cols)]
+
+
+@dataclass
+class Grid:
+    """A 2-D array ``values[row, col]`` with labels for both axes.
+
+    ``row_labels[i]`` names row i (e.g. the value of a), ``col_labels[j]`` names column j
+    (e.g. the value of b); ``row_axis``/``col_axis`` name the axes ("a", "b", "head", ...).
+    ``centered`` says the values are signed and a colour map should be centred at zero.
+    """
+
+    name: str
+    values: np.ndarray
+    row_axis: str
+    col_axis: str
+    row_labels: list[Any]
+    col_labels: list[Any]
+    title: str = ""
+    centered: bool = True
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values)
+        if self.values.ndim != 2:
+            raise ValueError(f"grid {self.name!r} has shape {self.values.shape}, expected 2-D")
+        r, c = self.values.shape
+        if len(self.row_labels) != r or len(self.col_labels) != c:
+            raise ValueError(f"grid {self.name!r}: {r}x{c} values but {len(self.row_labels)} row "
+                             f"and {len(self.col_labels)} column labels")
+
+
+@dataclass
+class StudyResult:
+    """Everything one study computed for one checkpoint."""
+
+    study: str
+    epoch: int
+    tables: dict[str, Table] = field(default_factory=dict)
+    grids: dict[str, Grid] = field(default_factory=dict)
+    scalars: dict[str, Any] = field(default_factory=dict)  # headline numbers (R^2, accuracy)
+
+    def add(self, item: Table | Grid) -> None:
+        (self.tables if isinstance(item, Table) else self.grids)[item.name] = item
+
+    def items(self) -> list[Table | Grid]:
+        return [*self.tables.values(), *self.grids.values()]
