@@ -15,7 +15,9 @@ head, a weighted sum of three gathered vectors, and the MLP on one position. Dee
 models run layers 0..L-2 on every position (from the same token tables) and the last
 layer on position 2 only.
 
-All functions are pure: a dict of HookedTransformer-format weights in, tensors out.
+All functions are pure: a dict of HookedTransformer-format weights in, tensors out. A bias
+missing from the dict counts as zero (the trainer leaves out the notebook's frozen, all-zero
+biases: adding zeros is exact, but costs an op and an autograd node each).
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ def _ln(w: dict[str, torch.Tensor], name: str, x: torch.Tensor, cfg: ModelConfig
     return x
 
 
+def _plus(x: torch.Tensor, w: dict[str, torch.Tensor], name: str,
+          shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """x + w[name] (reshaped), or x when the bias is absent (zero)."""
+    bias = w.get(name)
+    if bias is None:
+        return x
+    return x + (bias.reshape(shape) if shape is not None else bias)
+
+
 def _act(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     return F.relu(x) if cfg.act_fn == "relu" else F.gelu(x)
 
@@ -45,15 +56,18 @@ def _mlp_and_unembed(w: dict[str, torch.Tensor], layer: int, resid_mid: torch.Te
                      cfg: ModelConfig) -> torch.Tensor:
     """resid_mid [n, d_model] at the last position -> logits [n, d_vocab_out]"""
     pre = f"blocks.{layer}.mlp."
-    hidden = _act(_ln(w, f"blocks.{layer}.ln2", resid_mid, cfg) @ w[pre + "W_in"] + w[pre + "b_in"], cfg)
+    hidden = _act(_plus(_ln(w, f"blocks.{layer}.ln2", resid_mid, cfg) @ w[pre + "W_in"], w, pre + "b_in"), cfg)
     W_U = w["unembed.W_U"]
     if cfg.normalization == "LN":
-        resid_post = resid_mid + hidden @ w[pre + "W_out"] + w[pre + "b_out"]
-        return layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U + w["unembed.b_U"]
+        resid_post = _plus(resid_mid + hidden @ w[pre + "W_out"], w, pre + "b_out")
+        return _plus(layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U, w, "unembed.b_U")
     # Without a final LayerNorm the unembedding is linear in the MLP output, so go through
     # W_logit = W_out @ W_U [d_mlp, d_vocab_out]: d_vocab_out is often far below d_model.
     W_logit = w[pre + "W_out"] @ W_U
-    return resid_mid @ W_U + hidden @ W_logit + (w[pre + "b_out"] @ W_U + w["unembed.b_U"])
+    logits = resid_mid @ W_U + hidden @ W_logit
+    if pre + "b_out" in w:
+        logits = logits + w[pre + "b_out"] @ W_U
+    return _plus(logits, w, "unembed.b_U")
 
 
 def _one_layer_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
@@ -67,9 +81,9 @@ def _one_layer_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
     resid_pre = torch.cat([W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], (W_E[eq] + W_pos[2])[None]])
     x = _ln(w, "blocks.0.ln1", resid_pre, cfg)  # [2p+1, d_model]: a-tokens, b-tokens, '='
     # [d_model, head*d_head] so that each projection is one matmul over the token table
-    q = x[-1] @ w[att + "W_Q"].transpose(0, 1).reshape(D, H * Dh) + w[att + "b_Q"].reshape(-1)
-    k = x @ w[att + "W_K"].transpose(0, 1).reshape(D, H * Dh) + w[att + "b_K"].reshape(-1)
-    v = x @ w[att + "W_V"].transpose(0, 1).reshape(D, H * Dh) + w[att + "b_V"].reshape(-1)
+    q = _plus(x[-1] @ w[att + "W_Q"].transpose(0, 1).reshape(D, H * Dh), w, att + "b_Q", (-1,))
+    k = _plus(x @ w[att + "W_K"].transpose(0, 1).reshape(D, H * Dh), w, att + "b_K", (-1,))
+    v = _plus(x @ w[att + "W_V"].transpose(0, 1).reshape(D, H * Dh), w, att + "b_V", (-1,))
     scores = (k.view(-1, H, Dh) * q.view(H, Dh)).sum(-1) / Dh ** 0.5  # [2p+1, head]
     vo = torch.bmm(v.view(-1, H, Dh).transpose(0, 1), w[att + "W_O"]).transpose(0, 1)  # [2p+1, head, d_model]
     vo = vo.reshape(-1, H * D)
@@ -78,7 +92,7 @@ def _one_layer_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
                                          scores[-1].expand(len(a), -1)], -1), -1)  # [n, head, 3]
     attn_out = ((pattern[..., 0, None] * vo.index_select(0, a).view(-1, H, D)).sum(1)
                 + (pattern[..., 1, None] * vo.index_select(0, ib).view(-1, H, D)).sum(1))
-    attn_out = attn_out + pattern[..., 2] @ vo[-1].view(H, D) + w[att + "b_O"]
+    attn_out = _plus(attn_out + pattern[..., 2] @ vo[-1].view(H, D), w, att + "b_O")
     return _mlp_and_unembed(w, 0, resid_pre[-1] + attn_out, cfg)
 
 
@@ -87,16 +101,16 @@ def _attention(w: dict[str, torch.Tensor], layer: int, x: torch.Tensor, cfg: Mod
     """x [n, pos, d_model] (normalised) -> attn_out [n, pos or 1, d_model], causal."""
     att = f"blocks.{layer}.attn."
     xq = x[:, -1:] if last_only else x
-    q = torch.einsum("npd,hde->nphe", xq, w[att + "W_Q"]) + w[att + "b_Q"]
-    k = torch.einsum("npd,hde->nphe", x, w[att + "W_K"]) + w[att + "b_K"]
-    v = torch.einsum("npd,hde->nphe", x, w[att + "W_V"]) + w[att + "b_V"]
+    q = _plus(torch.einsum("npd,hde->nphe", xq, w[att + "W_Q"]), w, att + "b_Q")
+    k = _plus(torch.einsum("npd,hde->nphe", x, w[att + "W_K"]), w, att + "b_K")
+    v = _plus(torch.einsum("npd,hde->nphe", x, w[att + "W_V"]), w, att + "b_V")
     scores = torch.einsum("nqhe,nkhe->nhqk", q, k) / cfg.d_head ** 0.5
     if not last_only:
         n_pos = x.shape[1]
         mask = torch.tril(torch.ones(n_pos, n_pos, dtype=torch.bool, device=x.device))
         scores = scores.masked_fill(~mask, float("-inf"))
     z = torch.einsum("nhqk,nkhe->nqhe", torch.softmax(scores, -1), v)
-    return torch.einsum("nqhe,hed->nqd", z, w[att + "W_O"]) + w[att + "b_O"]
+    return _plus(torch.einsum("nqhe,hed->nqd", z, w[att + "W_O"]), w, att + "b_O")
 
 
 def _deep_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
@@ -109,8 +123,8 @@ def _deep_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
     for layer in range(last):
         pre = f"blocks.{layer}."
         resid = resid + _attention(w, layer, _ln(w, pre + "ln1", resid, cfg), cfg, last_only=False)
-        hidden = _act(_ln(w, pre + "ln2", resid, cfg) @ w[pre + "mlp.W_in"] + w[pre + "mlp.b_in"], cfg)
-        resid = resid + hidden @ w[pre + "mlp.W_out"] + w[pre + "mlp.b_out"]
+        hidden = _act(_plus(_ln(w, pre + "ln2", resid, cfg) @ w[pre + "mlp.W_in"], w, pre + "mlp.b_in"), cfg)
+        resid = _plus(resid + hidden @ w[pre + "mlp.W_out"], w, pre + "mlp.b_out")
     x = _ln(w, f"blocks.{last}.ln1", resid, cfg)
     resid_mid = resid[:, -1] + _attention(w, last, x, cfg, last_only=True)[:, 0]
     return _mlp_and_unembed(w, last, resid_mid, cfg)

@@ -121,18 +121,32 @@ class Trainer:
         self.test_b = ds.tokens[ds.test_indices, 1].to(dev)
         self.test_labels = ds.labels[ds.test_indices].to(dev)
 
-    # -- parameters ---------------------------------------------------------------------
+    # -- parameters: one flat vector, leaf views per name ------------------------------
     def _build_params(self, weights: dict[str, torch.Tensor]) -> None:
+        """Trainable weights live in one flat vector ``self.flat`` (what AdamW steps: one
+        fused kernel per epoch) with one flat gradient. Each parameter is a leaf *view* of
+        that vector whose ``.grad`` is a view of the flat gradient, so backward accumulates
+        straight into it (no per-parameter gradient tensors, no concatenation)."""
         freeze = self.config.train.freeze_biases
-        self.params: dict[str, torch.Tensor] = {}
         self.frozen: dict[str, torch.Tensor] = {}
-        for name, _shape in param_shapes(self.config.task, self.config.model):
-            value = weights[name].detach().to(self.device, torch.float32).clone()
+        self.layout: list[tuple[str, tuple[int, ...], int, int]] = []
+        chunks, offset = [], 0
+        for name, shape in param_shapes(self.config.task, self.config.model):
+            value = weights[name].detach().to(torch.float32)
             if freeze and is_bias(name):
-                self.frozen[name] = value
-            else:
-                self.params[name] = value.requires_grad_(True)
-        self.param_list = list(self.params.values())
+                if value.any():  # an all-zero frozen bias is left out: fast.py reads it as 0
+                    self.frozen[name] = value.to(self.device).clone()
+                continue
+            self.layout.append((name, shape, offset, offset + value.numel()))
+            chunks.append(value.reshape(-1))
+            offset += value.numel()
+        self.flat = torch.cat(chunks).to(self.device).requires_grad_(True)
+        self.flat.grad = torch.zeros_like(self.flat)
+        self.params: dict[str, torch.Tensor] = {}
+        for name, shape, start, end in self.layout:
+            leaf = self.flat.detach()[start:end].view(shape).requires_grad_(True)
+            leaf.grad = self.flat.grad[start:end].view(shape)
+            self.params[name] = leaf
 
     def views(self, detach: bool = False) -> dict[str, torch.Tensor]:
         """name -> weight tensor (trainable leaves and frozen biases)."""
@@ -145,42 +159,48 @@ class Trainer:
         """Current weights, detached copies on the CPU, HookedTransformer key order."""
         w = self.views(detach=True)
         order = param_shapes(self.config.task, self.config.model)
-        return {name: w[name].to("cpu", copy=True).contiguous() for name, _ in order}
+        return {name: w[name].to("cpu", copy=True).contiguous() if name in w else torch.zeros(shape)
+                for name, shape in order}
+
+    def _per_name(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: flat[start:end].view(shape) for name, shape, start, end in self.layout}
 
     def _build_optimizer(self, resume: dict[str, torch.Tensor] | None) -> None:
         t = self.config.train
         kwargs = dict(lr=t.lr, weight_decay=t.weight_decay, betas=(t.beta1, t.beta2))
-        # fused: one multi-tensor kernel per step (CPU since torch 2.4, CUDA, MPS).
+        # fused: a single kernel over the flat vector (CPU since torch 2.4, CUDA, MPS)
         try:
-            self.optimizer = torch.optim.AdamW(self.param_list, fused=True, **kwargs)
+            self.optimizer = torch.optim.AdamW([self.flat], fused=True, **kwargs)
         except (RuntimeError, TypeError):
-            self.optimizer = torch.optim.AdamW(self.param_list, **kwargs)
-        self.grokfast_ema = [torch.zeros_like(p) for p in self.param_list] if t.grokfast else None
+            self.optimizer = torch.optim.AdamW([self.flat], **kwargs)
+        self.grokfast_ema = torch.zeros_like(self.flat) if t.grokfast else None
         if resume and "step" in resume:
-            for name, param in self.params.items():
-                state = self.optimizer.state[param]
-                step = resume["step"].to(torch.float32).reshape(()).clone()
-                state["step"] = step.to(self.device) if self.optimizer.defaults.get("fused") else step
-                state["exp_avg"] = resume[f"exp_avg/{name}"].to(self.device).clone()
-                state["exp_avg_sq"] = resume[f"exp_avg_sq/{name}"].to(self.device).clone()
+            exp_avg, exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
+            for name, view in self._per_name(exp_avg).items():
+                view.copy_(resume[f"exp_avg/{name}"])
+            for name, view in self._per_name(exp_avg_sq).items():
+                view.copy_(resume[f"exp_avg_sq/{name}"])
+            step = resume["step"].to(torch.float32).reshape(()).clone()
+            state = self.optimizer.state[self.flat]
+            state["step"] = step.to(self.device) if self.optimizer.defaults.get("fused") else step
+            state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
             if self.grokfast_ema is not None:
-                for name, ema in zip(self.params, self.grokfast_ema):
+                for name, view in self._per_name(self.grokfast_ema).items():
                     if f"grokfast_ema/{name}" in resume:
-                        ema.copy_(resume[f"grokfast_ema/{name}"])
+                        view.copy_(resume[f"grokfast_ema/{name}"])
 
     def resume_state(self) -> dict[str, torch.Tensor]:
-        """Optimizer moments (and Grokfast EMA) per parameter, flat names for safetensors."""
+        """Optimizer moments (and Grokfast EMA) per parameter name, for safetensors."""
         out: dict[str, torch.Tensor] = {"epoch": torch.tensor(self.epoch)}
-        for name, param in self.params.items():
-            state = self.optimizer.state.get(param)
-            if not state:
-                continue
+        state = self.optimizer.state.get(self.flat)
+        if state:
             out["step"] = state["step"].detach().to("cpu", torch.float32).reshape(())
-            out[f"exp_avg/{name}"] = state["exp_avg"].detach().cpu().clone()
-            out[f"exp_avg_sq/{name}"] = state["exp_avg_sq"].detach().cpu().clone()
+            for key in ("exp_avg", "exp_avg_sq"):
+                for name, view in self._per_name(state[key].detach().cpu()).items():
+                    out[f"{key}/{name}"] = view.clone()
         if self.grokfast_ema is not None:
-            for name, ema in zip(self.params, self.grokfast_ema):
-                out[f"grokfast_ema/{name}"] = ema.detach().cpu().clone()
+            for name, view in self._per_name(self.grokfast_ema.detach().cpu()).items():
+                out[f"grokfast_ema/{name}"] = view.clone()
         return out
 
     # -- the loop ----------------------------------------------------------------------
@@ -231,12 +251,11 @@ class Trainer:
                 train_loss, train_acc = loss.detach(), accuracy(logits.detach(), self.train_labels)
                 if self.grokfast_ema is not None:
                     # Grokfast-EMA (Lee et al. 2024): amplify the slow gradient component.
-                    grads = [p.grad for p in self.param_list]
-                    torch._foreach_mul_(self.grokfast_ema, t.grokfast_alpha)
-                    torch._foreach_add_(self.grokfast_ema, grads, alpha=1 - t.grokfast_alpha)
-                    torch._foreach_add_(grads, self.grokfast_ema, alpha=t.grokfast_lamb)
+                    grad = self.flat.grad
+                    self.grokfast_ema.mul_(t.grokfast_alpha).add_(grad, alpha=1 - t.grokfast_alpha)
+                    grad.add_(self.grokfast_ema, alpha=t.grokfast_lamb)
             self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=False)
+            self.flat.grad.zero_()
             self.epoch += 1
             test_loss = test_acc = nan
             if self.epoch % t.eval_every == 0 or self.epoch == target:
