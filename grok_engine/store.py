@@ -278,6 +278,61 @@ class Run:
                        epoch=last, dataset=ds)
 
 
+class AsyncWriter:
+    """A trainer listener that persists checkpoints on a background thread, in order, so the
+    training loop never waits on the disk (each file is still written atomically). The queue
+    is bounded: a slow disk makes training wait instead of filling memory. A write error is
+    raised in the training thread at the next event, or at :meth:`close`.
+
+    >>> with AsyncWriter(run) as writer:        # doctest: +SKIP
+    ...     trainer.run(callback=writer)
+    """
+
+    def __init__(self, run: Run, max_pending: int = 8):
+        import queue
+        import threading
+
+        self.run = run
+        self._queue: "queue.Queue[Checkpoint | None]" = queue.Queue(max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name=f"writer-{run.id}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            if self._error is None:
+                try:
+                    self.run.write_checkpoint(event)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the trainer's thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise GrokError(f"cannot write run {self.run.id} in {self.run.path}: {exc}") from exc
+
+    def __call__(self, event: Event) -> None:
+        self._raise()
+        if isinstance(event, Checkpoint):
+            self._queue.put(event)
+
+    def close(self) -> None:
+        """Wait until every queued checkpoint is on disk."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def __enter__(self) -> "AsyncWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class RunStore:
     """All runs under one directory."""
 

@@ -27,7 +27,7 @@ def _fmt(x: float, spec: str = ".3g") -> str:
 def train_headless(args: argparse.Namespace) -> int:
     from grok_tui.cli import train_config_from_args
 
-    from grok_engine.store import RunStore
+    from grok_engine.store import AsyncWriter, RunStore
     from grok_engine.train import Progress as TrainProgress
 
     console = Console(stderr=True)
@@ -63,8 +63,10 @@ def train_headless(args: argparse.Namespace) -> int:
                             train_loss="-", test_loss="-", test_acc="-")
     started = time.perf_counter()
 
+    writer = AsyncWriter(run)
+
     def on_event(event) -> None:
-        run(event)  # persist checkpoints first
+        writer(event)  # checkpoints go to disk on a background thread
         if isinstance(event, TrainProgress):
             m = event.metrics
             test = m.test_acc[~_isnan(m.test_acc)]
@@ -83,10 +85,12 @@ def train_headless(args: argparse.Namespace) -> int:
         with progress:
             trainer.run(callback=on_event, stop=stop.is_set)
     except KeyboardInterrupt:
+        writer.close()
         console.print(f"interrupted: run {run.id} kept up to epoch {run.epochs_done()}")
         return 130
     finally:
         signal.signal(signal.SIGINT, previous)
+    writer.close()
     s = run.summary()
     elapsed = time.perf_counter() - started
     status = "stopped" if stop.is_set() and "epoch" not in reached else "done"
