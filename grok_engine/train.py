@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from grok_engine.config import RunConfig
+from grok_engine.errors import GrokError
 from grok_engine.fast import accuracy, last_logits, loss_fn
 from grok_engine.tasks import Dataset, make_dataset
 from grok_engine.weights import init_weights, is_bias, param_shapes
@@ -34,12 +35,17 @@ METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 
 def pick_device(requested: str = "auto") -> torch.device:
     """cuda, then mps, then cpu (or the one asked for)."""
+    mps = getattr(torch.backends, "mps", None)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": mps is not None and mps.is_available()}
     if requested != "auto":
+        if not available.get(requested, False):
+            have = ", ".join(["auto"] + [k for k, ok in available.items() if ok])
+            raise GrokError(f"device={requested!r} is not available on this machine: choose {have}")
         return torch.device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if available["mps"]:
         return torch.device("mps")
     return torch.device("cpu")
 

@@ -28,7 +28,7 @@ def train_headless(args: argparse.Namespace) -> int:
     from grok_tui.cli import train_config_from_args
 
     from grok_engine.store import AsyncWriter, RunStore
-    from grok_engine.train import Progress as TrainProgress
+    from grok_engine.train import Progress as TrainProgress, pick_device
 
     console = Console(stderr=True)
     store = RunStore(args.runs_dir)
@@ -39,6 +39,7 @@ def train_headless(args: argparse.Namespace) -> int:
             run = store.extend_epochs(run, args.epochs)
     else:
         config = train_config_from_args(args)
+        pick_device(config.train.device)  # refuse an absent device before creating the run
         run = store.create(config, run_id=args.run_id)
     trainer = run.trainer()
     config = run.config
@@ -122,8 +123,9 @@ def print_runs(runs_dir: str | None) -> int:
         console.print(f"no runs in {store.root} (start one with: grok-tui train)")
         return 0
     table = Table(title=f"runs in {store.root}")
-    for col in ("id", "task", "p", "epochs", "train acc", "test acc", "test>=99% at"):
-        table.add_column(col, justify="right" if col not in ("id", "task") else "left")
+    table.add_column("id", overflow="fold", min_width=12)  # ids are long: wrap, never cut
+    for col in ("task", "p", "epochs", "train acc", "test acc", "test>=99% at"):
+        table.add_column(col, justify="left" if col == "task" else "right")
     for s in summaries:
         if s.error:
             table.add_row(s.id, s.task, str(s.p or "?"), "-", "-", "-", f"[red]{s.error}[/red]")

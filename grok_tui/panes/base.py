@@ -4,16 +4,48 @@ A pane shows one study of grok_engine for the selected checkpoint. The app compu
 study in a thread worker (never on the UI thread) and calls :meth:`StudyPane.show` with the
 result; the pane only renders. A pane whose study takes options (a neuron, the components
 to keep) posts :class:`StudyPane.OptionsChanged` and the app recomputes.
+
+What the app calls (all on the UI thread):
+
+- ``show(result)``: the StudyResult of ``STUDY`` for the selected checkpoint.
+- ``show_extra(name, result)``: the result of each study named in ``EXTRA_STUDIES`` (the
+  Neurons pane also shows the probe's R^2, so it lists "probe"); the app computes those
+  beside ``STUDY`` with their default options and passes them here.
+- ``show_loading(epoch)`` / ``show_error(message)``.
+- ``set_selected_epoch(epoch)``: the selected checkpoint changed (the Progress pane moves
+  its marker; the others ignore it: their next ``show`` carries the epoch).
+- ``export_target()``: the table or grid under focus, else the one the pane shows first.
+
+Subclasses implement :meth:`render_result` (and :meth:`render_extra`); ``show`` may come
+before the pane is mounted, in which case the result is rendered on mount.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
+from textual.widgets import ContentSwitcher, Static, TabbedContent
 
 from grok_engine.results import Grid, StudyResult, Table
+
+
+def fmt_pct(x: Any) -> str:
+    """0.4213 -> '42.1%'; None/NaN -> '-'."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * float(x):.1f}%"
+
+
+def fmt_num(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, int):
+        return str(x)
+    return f"{float(x):.{digits}g}"
 
 
 class StudyPane(Vertical):
@@ -22,6 +54,35 @@ class StudyPane(Vertical):
     STUDY: ClassVar[str] = ""  # registry name in grok_engine.studies.STUDY_MODULES
     TITLE: ClassVar[str] = ""
     KEY: ClassVar[str] = ""  # number key that shows this pane
+    EXTRA_STUDIES: ClassVar[tuple[str, ...]] = ()  # other studies the app passes to show_extra
+
+    BINDINGS = [Binding("v", "next_view", "Next view")]
+
+    DEFAULT_CSS = """
+    StudyPane {
+        border: round $border-blurred;
+        border-title-color: $text-muted;
+        height: 1fr;
+    }
+    StudyPane:focus-within {
+        border: round $accent;
+        border-title-color: $text;
+        border-title-style: bold;
+    }
+    StudyPane .pane-summary {
+        height: auto;
+        max-height: 2;
+        padding: 0 1;
+        color: $text;
+    }
+    StudyPane .pane-error {
+        color: $text-error;
+        padding: 0 1;
+        height: auto;
+    }
+    StudyPane TabbedContent { height: 1fr; }
+    StudyPane TabPane { padding: 0; height: 1fr; }
+    """
 
     class OptionsChanged(Message):
         """The pane wants its study recomputed with these options."""
@@ -35,12 +96,23 @@ class StudyPane(Vertical):
         super().__init__(**kwargs)
         self.options: dict[str, Any] = {}
         self.result: StudyResult | None = None
-        self.border_title = self.TITLE
+        self.extras: dict[str, StudyResult] = {}
+        self.border_title = f"{self.KEY} {self.TITLE}" if self.KEY else self.TITLE
 
+    # -- the app's calls ----------------------------------------------------------------
     def show(self, result: StudyResult) -> None:
-        """Render ``result`` (UI thread). Subclasses extend; call super().show first."""
+        """Render ``result`` (UI thread)."""
         self.result = result
         self.loading = False
+        self.border_subtitle = f"epoch {result.epoch}"
+        if self.is_mounted:
+            self.render_result(result)
+
+    def show_extra(self, name: str, result: StudyResult) -> None:
+        """The result of ``name`` (one of EXTRA_STUDIES) for the same checkpoint."""
+        self.extras[name] = result
+        if self.is_mounted:
+            self.render_extra(name, result)
 
     def show_loading(self, epoch: int) -> None:
         """The study for ``epoch`` is being computed."""
@@ -51,6 +123,64 @@ class StudyPane(Vertical):
         self.loading = False
         self.notify(message, severity="error", title=self.TITLE)
 
+    def set_selected_epoch(self, epoch: int) -> None:
+        """The selected checkpoint is now ``epoch`` (default: nothing to do)."""
+
     def export_target(self) -> Table | Grid | None:
         """The table or grid under focus, for `e` (None when the pane has nothing)."""
+        from grok_tui.widgets.heatmap import Heatmap
+        from grok_tui.widgets.result_table import ResultTable
+
+        focused = self.app.focused if self.is_mounted else None
+        if focused is not None and self in focused.ancestors:
+            if isinstance(focused, ResultTable) and focused.table is not None:
+                return focused.table
+            if isinstance(focused, Heatmap) and focused.grid is not None:
+                return focused.grid
+        return self.default_export()
+
+    # -- for subclasses -----------------------------------------------------------------
+    def render_result(self, result: StudyResult) -> None:
+        """Fill the widgets from ``result`` (mounted, UI thread)."""
+
+    def render_extra(self, name: str, result: StudyResult) -> None:
+        """Fill the widgets from an extra study's result."""
+
+    def default_export(self) -> Table | Grid | None:
+        """What `e` exports when no table or grid of the pane has focus."""
         return None
+
+    def on_mount(self) -> None:
+        if self.result is not None:
+            self.render_result(self.result)
+        for name, extra in self.extras.items():
+            self.render_extra(name, extra)
+
+    def set_summary(self, text: str, widget_id: str = "summary") -> None:
+        self.query_one(f"#{widget_id}", Static).update(text)
+
+    def action_next_view(self) -> None:
+        """Show the next tab of the pane's (first) TabbedContent."""
+        tabs = self.query(TabbedContent)
+        if not tabs:
+            return
+        tc = tabs.first()
+        # the TabbedContent's own panes (not those of a TabbedContent nested inside one)
+        ids = [pane.id for pane in tc.get_child_by_type(ContentSwitcher).children if pane.id]
+        if not ids:
+            return
+        current = tc.active
+        nxt = ids[(ids.index(current) + 1) % len(ids)] if current in ids else ids[0]
+        tc.active = nxt
+
+    def active_view(self) -> str:
+        tabs = self.query(TabbedContent)
+        return tabs.first().active if tabs else ""
+
+
+def table_or_none(result: StudyResult | None, name: str) -> Table | None:
+    return None if result is None else result.tables.get(name)
+
+
+def grid_or_none(result: StudyResult | None, name: str) -> Grid | None:
+    return None if result is None else result.grids.get(name)
