@@ -27,6 +27,7 @@ import torch
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 from grok_engine.fast import accuracy, last_logits, loss_fn
+from grok_engine.optim import FlatAdamW
 from grok_engine.tasks import Dataset, make_dataset
 from grok_engine.weights import init_weights, is_bias, param_shapes
 
@@ -173,23 +174,16 @@ class Trainer:
 
     def _build_optimizer(self, resume: dict[str, torch.Tensor] | None) -> None:
         t = self.config.train
-        kwargs = dict(lr=t.lr, weight_decay=t.weight_decay, betas=(t.beta1, t.beta2))
-        # fused: a single kernel over the flat vector (CPU since torch 2.4, CUDA, MPS)
-        try:
-            self.optimizer = torch.optim.AdamW([self.flat], fused=True, **kwargs)
-        except (RuntimeError, TypeError):
-            self.optimizer = torch.optim.AdamW([self.flat], **kwargs)
+        self.optimizer = FlatAdamW(self.flat, lr=t.lr, betas=(t.beta1, t.beta2),
+                                   weight_decay=t.weight_decay)
         self.grokfast_ema = torch.zeros_like(self.flat) if t.grokfast else None
         if resume and "step" in resume:
-            exp_avg, exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
-            for name, view in self._per_name(exp_avg).items():
+            opt = self.optimizer
+            for name, view in self._per_name(opt.exp_avg).items():
                 view.copy_(resume[f"exp_avg/{name}"])
-            for name, view in self._per_name(exp_avg_sq).items():
+            for name, view in self._per_name(opt.exp_avg_sq).items():
                 view.copy_(resume[f"exp_avg_sq/{name}"])
-            step = resume["step"].to(torch.float32).reshape(()).clone()
-            state = self.optimizer.state[self.flat]
-            state["step"] = step.to(self.device) if self.optimizer.defaults.get("fused") else step
-            state["exp_avg"], state["exp_avg_sq"] = exp_avg, exp_avg_sq
+            opt.step_t.copy_(resume["step"].reshape(()))
             if self.grokfast_ema is not None:
                 for name, view in self._per_name(self.grokfast_ema).items():
                     if f"grokfast_ema/{name}" in resume:
@@ -197,16 +191,14 @@ class Trainer:
 
     def resume_state(self) -> dict[str, torch.Tensor]:
         """Optimizer moments (and Grokfast EMA) per parameter name, for safetensors."""
-        out: dict[str, torch.Tensor] = {"epoch": torch.tensor(self.epoch)}
-        state = self.optimizer.state.get(self.flat)
-        if state:
-            out["step"] = state["step"].detach().to("cpu", torch.float32).reshape(())
-            for key in ("exp_avg", "exp_avg_sq"):
-                for name, view in self._per_name(state[key].detach().cpu()).items():
+        opt = self.optimizer
+        out: dict[str, torch.Tensor] = {"epoch": torch.tensor(self.epoch),
+                                        "step": opt.step_t.detach().to("cpu").reshape(())}
+        for key, flat in (("exp_avg", opt.exp_avg), ("exp_avg_sq", opt.exp_avg_sq),
+                          ("grokfast_ema", self.grokfast_ema)):
+            if flat is not None:
+                for name, view in self._per_name(flat.detach().cpu()).items():
                     out[f"{key}/{name}"] = view.clone()
-        if self.grokfast_ema is not None:
-            for name, view in self._per_name(self.grokfast_ema.detach().cpu()).items():
-                out[f"grokfast_ema/{name}"] = view.clone()
         return out
 
     # -- the loop ----------------------------------------------------------------------
