@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static, TabbedContent
 
 from grok_engine.results import Grid, StudyResult, Table
@@ -138,6 +139,28 @@ class StudyPane(Vertical):
             if isinstance(focused, Heatmap) and focused.grid is not None:
                 return focused.grid
         return self.default_export()
+
+    def focus(self, scroll_visible: bool = True) -> "StudyPane":
+        """Focus the pane itself when it can take focus (the app sets ``can_focus`` so that
+        arrows reach its checkpoint keys until the user tabs into a table or heatmap);
+        otherwise focus :meth:`initial_focus`."""
+        if self.can_focus:
+            return super().focus(scroll_visible)
+        target = self.initial_focus()
+        if target is not None:
+            target.focus(scroll_visible)
+        return self
+
+    def initial_focus(self) -> Widget | None:
+        """The first visible table or heatmap of the pane, else its first focusable widget."""
+        from grok_tui.widgets.heatmap import Heatmap
+        from grok_tui.widgets.result_table import ResultTable
+
+        if not self.is_mounted:
+            return None
+        mine = [w for w in self.screen.focus_chain if self in w.ancestors]
+        preferred = [w for w in mine if isinstance(w, (ResultTable, Heatmap))]
+        return (preferred or mine or [None])[0]
 
     # -- for subclasses -----------------------------------------------------------------
     def render_result(self, result: StudyResult) -> None:

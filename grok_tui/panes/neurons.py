@@ -1,0 +1,98 @@
+"""Neurons pane: neurons ranked by correlation with the target, and one neuron in detail.
+
+Renders the "neurons" study: table "ranking" (rank, neuron, r, abs_r), grids "pre" / "post"
+[a, b] and table "pc_fit" (feature, coefficient) of the neuron in ``options["neuron"]``
+(the study's default: the top-ranked one), scalars n_above, threshold, neuron, neuron_r,
+fit_r2. It also shows the "probe" study's R^2: ``EXTRA_STUDIES = ("probe",)`` asks the app
+to pass that result to :meth:`show_extra`.
+
+Enter (or a click) on a ranking row posts ``OptionsChanged(pane, {"neuron": n})``; the
+app recomputes the study and calls ``show`` with the grids of neuron n.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
+
+from grok_engine.results import Grid, StudyResult, Table
+from grok_tui.panes.base import StudyPane, fmt_num
+from grok_tui.widgets.heatmap import Heatmap
+from grok_tui.widgets.result_table import ResultTable
+
+
+class NeuronsPane(StudyPane):
+    STUDY = "neurons"
+    TITLE = "Neurons"
+    KEY = "4"
+    EXTRA_STUDIES = ("probe",)
+
+    DEFAULT_CSS = """
+    NeuronsPane #ranking { width: 42; }
+    NeuronsPane #neuron-info { height: auto; max-height: 2; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("waiting for a checkpoint", id="summary", classes="pane-summary")
+        with Horizontal():
+            yield ResultTable(id="ranking")
+            with Vertical():
+                yield Static("", id="neuron-info")
+                with TabbedContent(id="views"):
+                    with TabPane("pre", id="view-pre"):
+                        yield Heatmap(id="pre", empty_text="no neuron selected")
+                    with TabPane("post", id="view-post"):
+                        yield Heatmap(id="post", empty_text="no neuron selected")
+                    with TabPane("PC fit", id="view-fit"):
+                        yield ResultTable(id="pc_fit")
+
+    @property
+    def shown_neuron(self) -> int | None:
+        """The neuron whose grids are shown (from the result)."""
+        if self.result is None:
+            return None
+        n = self.result.scalars.get("neuron")
+        return None if n is None else int(n)
+
+    def render_result(self, result: StudyResult) -> None:
+        self._summary()
+        self.query_one("#ranking", ResultTable).set_table(result.tables.get("ranking"))
+        self.query_one("#pre", Heatmap).set_grid(result.grids.get("pre"))
+        self.query_one("#post", Heatmap).set_grid(result.grids.get("post"))
+        self.query_one("#pc_fit", ResultTable).set_table(result.tables.get("pc_fit"))
+        s = result.scalars
+        self.query_one("#neuron-info", Static).update(
+            f"neuron {s.get('neuron', '?')} · r {fmt_num(s.get('neuron_r'), 3)} · "
+            f"PC fit R² {fmt_num(s.get('fit_r2'), 3)}")
+
+    def render_extra(self, name: str, result: StudyResult) -> None:
+        if name == "probe":
+            self._summary()
+
+    def _summary(self) -> None:
+        parts = []
+        if self.result is not None:
+            s = self.result.scalars
+            ranking = self.result.tables.get("ranking")
+            total = ranking.n_rows if ranking is not None else "?"
+            parts.append(f"{s.get('n_above', '?')} of {total} neurons have |r| > {fmt_num(s.get('threshold'), 3)}")
+        probe = self.extras.get("probe")
+        if probe is not None:
+            parts.append(f"linear probe R² {fmt_num(probe.scalars.get('r2'), 4)}"
+                         f" (baseline {fmt_num(probe.scalars.get('baseline_r2'), 2)})")
+        self.set_summary(" · ".join(parts) if parts else "waiting for a checkpoint")
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        table = event.data_table
+        if not isinstance(table, ResultTable) or table.id != "ranking" or table.table is None:
+            return
+        event.stop()
+        neuron = int(table.raw_row(event.cursor_row)["neuron"])
+        self.options = {**self.options, "neuron": neuron}
+        self.post_message(self.OptionsChanged(self, dict(self.options)))
+
+    def default_export(self) -> Table | Grid | None:
+        if self.result is None:
+            return None
+        return self.result.tables.get("ranking")

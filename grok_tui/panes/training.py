@@ -1,0 +1,261 @@
+"""The Training pane: loss and accuracy curves, live while training runs.
+
+Curves come from the run's metrics (grok_engine.train.Metrics) and grow with the trainer's
+Progress chunks; the grokking phases come from the "curves" study (its ``phases`` table)
+when present; a vertical line marks the selected checkpoint. Redraws are throttled to at
+most 4 per second so a fast trainer cannot flood the UI thread.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import ProgressBar, Static
+from textual_plotext import PlotextPlot
+
+from grok_engine.results import StudyResult, Table
+from grok_tui.panes.base import StudyPane
+
+METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
+REDRAW_INTERVAL_S = 0.25  # at most ~4 redraws per second
+MAX_POINTS = 600  # points per curve handed to plotext (it draws braille cells anyway)
+
+
+def fmt_number(x: Any, spec: str = ".3g") -> str:
+    """A metric for display; '-' for missing (None, NaN)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return format(x, spec)
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _thin(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Keep at most MAX_POINTS evenly spaced points (always the last)."""
+    if len(x) <= MAX_POINTS:
+        return (x, *ys)
+    keep = np.unique(np.linspace(0, len(x) - 1, MAX_POINTS).round().astype(int))
+    return (x[keep], *[y[keep] for y in ys])
+
+
+def phase_marks(result: StudyResult | None) -> list[tuple[str, int]]:
+    """(phase name, epoch) from the curves study's ``phases`` table: each phase's last epoch
+    (column ``epoch``, or a ``start``/``end`` column); phases not reached are left out."""
+    if result is None or "phases" not in result.tables:
+        return []
+    table = result.tables["phases"]
+    names = table.column_names
+    column = next((c for c in names if c == "epoch"), None) or \
+        next((c for c in names if "start" in c or "end" in c), None)
+    label = next((c for c in names if c in ("phase", "name")), None)
+    if column is None:
+        return []
+    labels = list(table.columns[label]) if label else [""] * table.n_rows
+    marks = []
+    for name, epoch in zip(labels, table.columns[column]):
+        try:
+            value = float(epoch)
+        except (TypeError, ValueError):
+            continue  # None: the run has not reached this phase
+        if not math.isnan(value):
+            marks.append((str(name), int(value)))
+    return marks
+
+
+class TrainingPane(StudyPane):
+    """Train/test loss (log scale) and accuracy per epoch, the phases and the checkpoint."""
+
+    STUDY = "curves"
+    TITLE = "Training"
+    KEY = "1"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epoch = np.zeros(0, np.int64)
+        self.curves: dict[str, np.ndarray] = {n: np.zeros(0) for n in METRIC_NAMES}
+        self.marker: int | None = None
+        self.planned_epochs = 0
+        self.training = False
+        self.eta_s: float | None = None
+        self._last_draw = 0.0
+        self._redraw_pending = False
+        self._note = ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="training-plots"):
+            yield PlotextPlot(id="loss-plot")
+            yield PlotextPlot(id="acc-plot")
+        with Horizontal(id="training-progress"):
+            yield ProgressBar(total=1, show_eta=False, id="train-bar")
+            yield Static("", id="train-label")
+        yield Static("", id="phases-label")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._redraw()
+
+    # -- data in ------------------------------------------------------------------------
+    def set_metrics(self, metrics: Any, planned_epochs: int) -> None:
+        """All metrics of the run (grok_engine.train.Metrics) and its planned epochs."""
+        self.epoch = np.asarray(metrics.epoch, np.int64)
+        self.curves = {n: np.asarray(getattr(metrics, n), np.float64) for n in METRIC_NAMES}
+        self.planned_epochs = planned_epochs
+        self.request_redraw()
+
+    def append_metrics(self, chunk: Any) -> None:
+        """A Progress chunk: epochs after the ones held (earlier ones are replaced)."""
+        first = int(chunk.epoch[0]) if len(chunk.epoch) else None
+        if first is not None and len(self.epoch) and self.epoch[-1] >= first:
+            keep = self.epoch < first  # a resume rewrites from its checkpoint on
+            self.epoch = self.epoch[keep]
+            self.curves = {n: v[keep] for n, v in self.curves.items()}
+        self.epoch = np.concatenate([self.epoch, np.asarray(chunk.epoch, np.int64)])
+        for n in METRIC_NAMES:
+            self.curves[n] = np.concatenate([self.curves[n], np.asarray(getattr(chunk, n), np.float64)])
+        self.request_redraw()
+
+    def set_training(self, training: bool, planned_epochs: int | None = None,
+                     eta_s: float | None = None) -> None:
+        self.training = training
+        if planned_epochs is not None:
+            self.planned_epochs = planned_epochs
+        self.eta_s = eta_s if training else None
+        self.request_redraw()
+
+    def set_marker(self, epoch: int | None) -> None:
+        """The selected checkpoint, drawn as a vertical line."""
+        if epoch != self.marker:
+            self.marker = epoch
+            self.request_redraw()
+
+    def metrics_at(self, epoch: int) -> dict[str, float]:
+        """Metrics after ``epoch`` epochs (the last evaluated test values up to there)."""
+        out = {n: float("nan") for n in METRIC_NAMES}
+        upto = self.epoch <= epoch
+        if epoch <= 0 or not upto.any():
+            return out
+        i = int(np.nonzero(upto)[0][-1])
+        for n in METRIC_NAMES:
+            values = self.curves[n][: i + 1]
+            ok = values[~np.isnan(values)]
+            out[n] = float(ok[-1]) if len(ok) else float("nan")
+        return out
+
+    # -- the StudyPane contract ----------------------------------------------------------
+    def show(self, result: StudyResult) -> None:
+        super().show(result)
+        marks = phase_marks(result)
+        self._note = ("phase ends: " + ", ".join(f"{n or '?'} {e}" for n, e in marks)
+                      if marks else "no grokking phase reached yet")
+        self.request_redraw()
+
+    def show_loading(self, epoch: int) -> None:
+        # The curves are already drawn from the metrics: no overlay, only the phases wait.
+        pass
+
+    def show_error(self, message: str) -> None:
+        # Phases are an extra on this pane: say why they are missing, keep the curves.
+        self._note = f"phases unavailable: {message}"
+        self.request_redraw()
+
+    def export_target(self) -> Table | None:
+        if not len(self.epoch):
+            return None
+        return Table("curves", {"epoch": self.epoch, **self.curves},
+                     title="Training curves", description="per-epoch loss and accuracy")
+
+    # -- drawing -----------------------------------------------------------------------
+    def request_redraw(self) -> None:
+        if self._redraw_pending or not self.is_mounted:
+            return
+        delay = max(0.0, REDRAW_INTERVAL_S - (time.monotonic() - self._last_draw))
+        self._redraw_pending = True
+        if delay <= 0.001:
+            self.call_after_refresh(self._redraw)
+        else:
+            self.set_timer(delay, self._redraw)
+
+    def _redraw(self) -> None:
+        self._redraw_pending = False
+        self._last_draw = time.monotonic()
+        marks = phase_marks(self.result)
+        self._draw_loss(marks)
+        self._draw_accuracy(marks)
+        self._draw_progress()
+
+    def _frame(self, plot: PlotextPlot, title: str) -> Any:
+        plt = plot.plt
+        plt.clear_figure()
+        plt.title(title)
+        plt.xlabel("epoch")
+        right = max(self.planned_epochs, int(self.epoch[-1]) if len(self.epoch) else 1, 1)
+        plt.xlim(0, right)
+        return plt
+
+    def _marks(self, plt: Any, marks: list[tuple[str, int]]) -> None:
+        for _name, epoch in marks:
+            plt.vline(epoch, "orange")
+        if self.marker is not None:
+            plt.vline(self.marker, "magenta")
+
+    def _draw_loss(self, marks: list[tuple[str, int]]) -> None:
+        # log10 of the loss on a linear axis with decade ticks, not plt.yscale("log"):
+        # plotext applies the log scale in place when it builds, so a second render of
+        # the same figure (a resize, a pane shown again) would take the log twice.
+        plot = self.query_one("#loss-plot", PlotextPlot)
+        plt = self._frame(plot, "loss (log10)")
+        low, high = math.inf, -math.inf
+        for name, label, color in (("train_loss", "train", "blue"), ("test_loss", "test", "red")):
+            y = self.curves[name]
+            ok = ~np.isnan(y) & (y > 0)
+            x, y = _thin(self.epoch[ok], np.log10(y[ok]))
+            if len(x):
+                plt.plot(x.tolist(), y.tolist(), label=label, color=color, marker="braille")
+                low, high = min(low, float(y.min())), max(high, float(y.max()))
+        if low <= high:
+            first, last = math.floor(low), math.ceil(high)
+            step = max(1, math.ceil((last - first) / 5))
+            ticks = list(range(first, last + 1, step))
+            plt.yticks(ticks, [f"1e{k}" for k in ticks])
+        self._marks(plt, marks)
+        plot.refresh()
+
+    def _draw_accuracy(self, marks: list[tuple[str, int]]) -> None:
+        plot = self.query_one("#acc-plot", PlotextPlot)
+        plt = self._frame(plot, "accuracy")
+        plt.ylim(0, 1)
+        for name, label, color in (("train_acc", "train", "blue"), ("test_acc", "test", "red")):
+            y = self.curves[name]
+            ok = ~np.isnan(y)
+            x, y = _thin(self.epoch[ok], y[ok])
+            if len(x):
+                plt.plot(x.tolist(), y.tolist(), label=label, color=color, marker="braille")
+        self._marks(plt, marks)
+        plot.refresh()
+
+    def _draw_progress(self) -> None:
+        done = int(self.epoch[-1]) if len(self.epoch) else 0
+        planned = max(self.planned_epochs, done, 1)
+        self.query_one("#train-bar", ProgressBar).update(total=planned, progress=done)
+        last = self.metrics_at(done)
+        parts = [f"epoch {done}/{planned}", f"train {fmt_number(last['train_loss'])}",
+                 f"test {fmt_number(last['test_loss'])}"]
+        if self.training:
+            parts.append(f"ETA {fmt_duration(self.eta_s)}" if self.eta_s is not None else "ETA -")
+            parts.append("training (s stop)")
+        elif done < planned:
+            parts.append("stopped (r resume, c more)")
+        else:
+            parts.append("done (c more)")
+        self.query_one("#train-label", Static).update("  ".join(parts))
+        self.query_one("#phases-label", Static).update(self._note)

@@ -1,0 +1,1 @@
+"""Reusable widgets: the Heatmap of a Grid, plotext plots, the sortable ResultTable."""

@@ -1,0 +1,46 @@
+"""The status line: which run, which checkpoint, and its metrics."""
+
+from __future__ import annotations
+
+import math
+
+from textual.widgets import Static
+
+
+def _fmt(x: float, spec: str) -> str:
+    return "-" if x is None or math.isnan(x) else format(x, spec)
+
+
+class StatusLine(Static):
+    """One line: ``RUN  epoch E (i/n)  loss train/test  acc train/test  [training]``.
+
+    ``epoch`` is kept as an attribute so tests and the app can read what is shown.
+    """
+
+    DEFAULT_CSS = """
+    StatusLine {
+        height: 1;
+        width: 1fr;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.run_id = ""
+        self.epoch: int | None = None
+
+    def set_checkpoint(self, run_id: str, epoch: int | None, index: int, count: int,
+                       metrics: dict[str, float], training: str = "") -> None:
+        """``metrics``: train_loss, test_loss, train_acc, test_acc at ``epoch`` (NaN = none)."""
+        self.run_id = run_id
+        self.epoch = epoch
+        if epoch is None:
+            self.update(f"{run_id}  no checkpoints yet  {training}".rstrip())
+            return
+        text = (f"[b]{run_id}[/b]  epoch [b]{epoch}[/b] ({index + 1}/{count})  "
+                f"loss {_fmt(metrics['train_loss'], '.3g')}/{_fmt(metrics['test_loss'], '.3g')}  "
+                f"acc {_fmt(metrics['train_acc'], '.1%')}/{_fmt(metrics['test_acc'], '.1%')}")
+        if training:
+            text += f"  {training}"
+        self.update(text)

@@ -1,0 +1,66 @@
+"""Fixtures for the pane tests: real StudyResults of a tiny, deterministic model.
+
+``tiny_run``: a saved run (modular addition, p=7; 1 layer, 2 heads, d_model 32, d_head 16,
+d_mlp 64) trained for 6 epochs with a checkpoint every 3, so the progress study has
+checkpoints to read. ``study_results``: name -> StudyResult of every registered study at
+the run's last checkpoint (the real studies, default options). Session-scoped: built once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from grok_engine.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+
+TINY_P = 7
+
+
+@pytest.fixture
+def anyio_backend():
+    """Async Pilot tests run on asyncio (the anyio pytest plugin, `pytest.mark.anyio`)."""
+    return "asyncio"
+
+
+def tiny_config(task: str = "mod_add") -> RunConfig:
+    return RunConfig(
+        task=TaskConfig(task=task, p=TINY_P, frac_train=0.6, data_seed=598),
+        model=ModelConfig(n_layers=1, n_heads=2, d_model=32, d_head=16, d_mlp=64, seed=999),
+        train=TrainConfig(epochs=6, checkpoint_every=3, device="cpu"),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    from grok_engine.store import RunStore
+
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    run = store.create(tiny_config(), run_id="tiny")
+    run.trainer().run(run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_context(tiny_run):
+    from grok_engine.context import context_for
+
+    return context_for(tiny_run, tiny_run.checkpoint_epochs()[-1])
+
+
+@pytest.fixture(scope="session")
+def study_results(tiny_context):
+    """name -> StudyResult for every study in the registry, at the last checkpoint."""
+    from grok_engine.studies import STUDY_MODULES, run_study
+
+    return {name: run_study(name, tiny_context) for name in STUDY_MODULES}
+
+
+@pytest.fixture(scope="session")
+def add_fourier_result():
+    """The fourier study on integer addition (not periodic): only the embedding norms."""
+    from grok_engine.context import context_from_weights
+    from grok_engine.studies import run_study
+    from grok_engine.weights import init_weights
+
+    cfg = tiny_config("add")
+    ctx = context_from_weights(cfg, init_weights(cfg.task, cfg.model))
+    return run_study("fourier", ctx)

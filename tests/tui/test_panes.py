@@ -1,0 +1,431 @@
+"""Pilot tests of the study panes and their widgets at 80x24.
+
+Each pane is mounted alone in a tiny App and shown a real StudyResult of a tiny trained
+model (tests/tui/conftest.py); the assertions read what the widgets render.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from textual.app import App, ComposeResult
+from textual.geometry import Region
+from textual.widget import Widget
+from textual.widgets import Input, Static
+
+from grok_engine.results import Grid, StudyResult, Table
+from grok_engine.studies import STUDY_MODULES
+from grok_tui.panes.ablation import AblationPane, parse_components
+from grok_tui.panes.attention import AttentionPane
+from grok_tui.panes.base import StudyPane
+from grok_tui.panes.embedding import EmbeddingPane
+from grok_tui.panes.fourier import FourierPane
+from grok_tui.panes.neurons import NeuronsPane
+from grok_tui.panes.progress import ProgressPane
+from grok_tui.panes.registry import PANE_CLASSES
+from grok_tui.widgets.heatmap import DIVERGING, N_LEVELS, Heatmap, block_mean
+from grok_tui.widgets.plots import BarPlot, LinePlot, ScatterPlot
+from grok_tui.widgets.result_table import ResultTable
+
+SIZE = (80, 24)
+pytestmark = pytest.mark.anyio
+
+
+class PaneApp(App):
+    """Mounts one widget; records every OptionsChanged the pane posts."""
+
+    def __init__(self, widget: Widget) -> None:
+        super().__init__()
+        self.widget = widget
+        self.options_changed: list[StudyPane.OptionsChanged] = []
+
+    def compose(self) -> ComposeResult:
+        yield self.widget
+
+    def on_study_pane_options_changed(self, message: StudyPane.OptionsChanged) -> None:
+        self.options_changed.append(message)
+
+
+def text_of(widget: Widget) -> str:
+    """What ``widget`` renders now, as plain text lines."""
+    w, h = widget.size
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, w, h)))
+
+
+def static_text(widget: Static) -> str:
+    return str(widget.render())
+
+
+def column(table: Table, name: str) -> list:
+    return np.asarray(table.columns[name]).tolist()
+
+
+# -- registry and contract ------------------------------------------------------------------
+def test_registry_lists_the_panes_in_key_order():
+    assert [c.KEY for c in PANE_CLASSES] == ["2", "3", "4", "5", "6", "7"]
+    assert [c.STUDY for c in PANE_CLASSES] == ["embedding", "attention", "neurons", "ablation",
+                                               "fourier", "progress"]
+    for cls in PANE_CLASSES:
+        assert cls.TITLE
+        assert all(extra in STUDY_MODULES for extra in cls.EXTRA_STUDIES)
+        for binding in cls._merged_bindings.key_to_bindings.values():
+            assert all(b.description for b in binding), cls
+
+
+def _keys(cls) -> set[str]:
+    """Keys bound in ``cls.BINDINGS`` itself (not inherited), each alias separately."""
+    keys = set()
+    for b in cls.__dict__.get("BINDINGS", []):
+        keys.update(k.strip() for k in b.key.split(","))
+    return keys
+
+
+def test_pane_keys_leave_the_app_keys_alone():
+    """A key bound in a pane or widget shadows the app's while focus is inside it; only the
+    arrows (the cursor of a table or map) may, since h/l also step checkpoints."""
+    from grok_tui.app import GrokApp
+    from grok_tui.screens.run import RunScreen
+
+    app_keys = _keys(GrokApp) | _keys(RunScreen) | {str(n) for n in range(1, 10)}
+    ours = set().union(_keys(StudyPane), _keys(Heatmap), _keys(ResultTable), *(_keys(c) for c in PANE_CLASSES))
+    assert ours & app_keys <= {"left", "right"}
+
+
+# -- embedding --------------------------------------------------------------------------------
+async def test_embedding_pane_shows_pca_table_scatter_and_spectrum(study_results):
+    result = study_results["embedding"]
+    pane = EmbeddingPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        await pilot.pause()
+        pca = pane.query_one("#pca", ResultTable)
+        assert pca.row_count == result.tables["pca"].n_rows
+        ratio = column(result.tables["pca"], "explained_ratio")
+        assert pca.raw_row(0)["explained_ratio"] == pytest.approx(ratio[0])
+        rendered = text_of(pca)
+        assert "cumulative_ratio" in rendered and f"{ratio[0]:.4g}" in rendered
+        summary = static_text(pane.query_one("#summary", Static))
+        assert f"{100 * result.scalars['pc1_ratio']:.1f}%" in summary
+        assert pane.border_title == "2 Embedding" and pane.border_subtitle == f"epoch {result.epoch}"
+
+        scatter = pane.query_one("#pc1_pc2", ScatterPlot)
+        assert scatter.x == pytest.approx(column(result.tables["pc1_pc2"], "pc1"))
+        spectrum = pane.query_one("#singular_values", LinePlot)
+        assert [s.name for s in spectrum.series] == ["W_E", "random"]
+
+        pane.focus()  # a pane focuses its first table
+        await pilot.pause()
+        assert pca.has_focus and pane.export_target() is result.tables["pca"]
+        await pilot.press("v")  # next view: the scatter plot
+        await pilot.pause()
+        assert pane.active_view() == "view-scatter"
+        assert scatter.display and "PC1" in text_of(scatter)
+        pane.screen.set_focus(None)
+        assert pane.export_target() is result.tables["pc1_pc2"]
+
+
+# -- attention --------------------------------------------------------------------------------
+async def test_attention_pane_cycles_heads_and_targets(study_results):
+    result = study_results["attention"]
+    pane = AttentionPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        await pilot.pause()
+        table = pane.query_one("#mean_pattern", ResultTable)
+        assert table.row_count == result.scalars["n_heads"]
+        heatmap = pane.query_one("#head_map", Heatmap)
+        assert heatmap.grid is result.grids["head0_to_a"]
+        assert "Head 0: attention from '=' to a" in text_of(heatmap)
+
+        heatmap.focus()
+        await pilot.press("t")
+        assert heatmap.grid is result.grids["head0_to_b"]
+        await pilot.press("x")
+        assert heatmap.grid is result.grids["head1_to_b"]
+        await pilot.press("x")  # two heads: back to head 0
+        assert heatmap.grid is result.grids["head0_to_b"]
+        assert pane.export_target() is result.grids["head0_to_b"]
+
+
+# -- neurons ----------------------------------------------------------------------------------
+async def test_neurons_pane_ranks_neurons_and_asks_for_the_selected_one(study_results, tiny_context):
+    result = study_results["neurons"]
+    probe = study_results["probe"]
+    ranking = result.tables["ranking"]
+    pane = NeuronsPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        pane.show_extra("probe", probe)
+        await pilot.pause()
+        table = pane.query_one("#ranking", ResultTable)
+        assert table.row_count == ranking.n_rows
+        assert table.raw_row(0)["neuron"] == column(ranking, "neuron")[0]
+        first_line = text_of(table).splitlines()[1]
+        assert first_line.split()[:2] == ["1", str(column(ranking, "neuron")[0])]
+        summary = static_text(pane.query_one("#summary", Static))
+        assert f"{probe.scalars['r2']:.4g}" in summary
+        assert f"{result.scalars['n_above']} of {ranking.n_rows}" in summary
+        info = static_text(pane.query_one("#neuron-info", Static))
+        assert f"neuron {result.scalars['neuron']}" in info and f"{result.scalars['fit_r2']:.3g}" in info
+
+        # Select the second-ranked neuron: the pane asks for it, the app recomputes.
+        table.focus()
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        second = column(ranking, "neuron")[1]
+        assert [m.options for m in app.options_changed] == [{"neuron": second}]
+
+        from grok_engine.studies import run_study
+
+        recomputed = run_study("neurons", tiny_context, neuron=second)
+        pane.show(recomputed)
+        await pilot.pause()
+        assert table.raw_row(table.cursor_row)["neuron"] == second  # cursor kept
+        pre = pane.query_one("#pre", Heatmap)
+        assert pre.grid is recomputed.grids["pre"] and f"Neuron {second}" in text_of(pre)
+
+        # The pre-activation map's cursor line follows the arrow keys.
+        pre.focus()
+        await pilot.pause()
+        before = pre.status_text
+        assert before.startswith("a=0  b=0")
+        await pilot.press("right")
+        assert pre.status_text.startswith("a=0  b=1") and pre.status_text != before
+        assert f"{recomputed.grids['pre'].values[0, 1]:.4g}" in text_of(pre)
+
+
+# -- ablation ---------------------------------------------------------------------------------
+def test_parse_components_accepts_lists_and_rejects_out_of_range():
+    assert parse_components("2,1, 2", 7) == (1, 2)
+    for bad in ("9", "0", "a", "", "1,,x"):
+        with pytest.raises(ValueError):
+            parse_components(bad, 7)
+
+
+async def test_ablation_pane_validates_the_kept_components(study_results, tiny_context):
+    result = study_results["ablation"]
+    pane = AblationPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        await pilot.pause()
+        summary = static_text(pane.query_one("#summary", Static))
+        assert f"{100 * result.scalars['acc_after']:.1f}%" in summary
+        assert f"{result.scalars['n_failures']} of {result.scalars['n_rows']}" in summary
+        failures = pane.query_one("#failures-table", ResultTable)
+        assert failures.row_count == result.scalars["n_failures"]
+        assert pane.query_one("#failures-map", Heatmap).grid is result.grids["failures"]
+
+        keep = pane.query_one("#keep", Input)
+        error = pane.query_one("#keep-error", Static)
+        keep.focus()
+        keep.value = ""
+        await pilot.press("9", "enter")
+        await pilot.pause()
+        assert app.options_changed == []
+        assert "out of range" in static_text(error) and "1..7" in static_text(error)
+
+        keep.value = ""
+        await pilot.press("1", ",", "2")
+        await pilot.pause()
+        assert static_text(error) == ""  # valid as typed
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [m.options for m in app.options_changed] == [{"keep": (1, 2)}]
+        assert failures.has_focus  # keys belong to the pane again, not the input
+
+        await pilot.press("i")  # back to the input; Escape leaves it without applying
+        assert keep.has_focus
+        await pilot.press("3", "escape")
+        assert failures.has_focus and len(app.options_changed) == 1
+
+        from grok_engine.studies import run_study
+
+        pane.show(run_study("ablation", tiny_context, keep=(1, 2)))
+        await pilot.pause()
+        assert "keeping PC1, PC2" in static_text(pane.query_one("#summary", Static))
+
+
+# -- fourier ----------------------------------------------------------------------------------
+async def test_fourier_pane_shows_key_frequencies_and_norms(study_results):
+    result = study_results["fourier"]
+    pane = FourierPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        await pilot.pause()
+        keys = ", ".join(str(k) for k in result.scalars["key_frequencies"])
+        assert f"key frequencies {keys}" in static_text(pane.query_one("#summary", Static))
+        bars = pane.query_one("#embedding_norms", BarPlot)
+        assert bars.categories == [str(c) for c in result.tables["embedding_norms"].columns["component"]]
+        assert bars.values["norm"] == pytest.approx(column(result.tables["embedding_norms"], "norm"))
+        sizes = pane.query_one("#cluster_sizes", ResultTable)
+        assert sizes.row_count == result.tables["cluster_sizes"].n_rows
+        await pilot.press("v", "v")
+        assert pane.active_view() == "view-clusters"
+        assert pane.export_target() is result.tables["cluster_sizes"]
+        # Enter on a neuron asks for its 2-D Fourier transform
+        clusters = pane.query_one("#neuron_clusters", ResultTable)
+        clusters.focus()
+        await pilot.press("down", "down", "enter")
+        await pilot.pause()
+        neuron = column(result.tables["neuron_clusters"], "neuron")[2]
+        assert [m.options for m in app.options_changed] == [{"neuron": neuron}]
+
+
+async def test_fourier_pane_on_integer_addition_says_why_views_are_empty(add_fourier_result):
+    pane = FourierPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(add_fourier_result)
+        await pilot.pause()
+        assert "not periodic" in static_text(pane.query_one("#summary", Static))
+        assert pane.query_one("#w_logit_norms", BarPlot).values == {}
+        assert pane.query_one("#neuron_fourier", Heatmap).grid is None
+
+
+# -- progress ---------------------------------------------------------------------------------
+async def test_progress_pane_plots_measures_with_phase_lines_and_marker(study_results):
+    result = study_results["progress"]
+    measures = result.tables["measures"]
+    pane = ProgressPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        # the tiny run never grokked: give the pane a curves result that has phase ends
+        pane.show_extra("curves", StudyResult("curves", 6, scalars={
+            "memorization_end": 3, "circuit_formation_end": None, "cleanup_end": None}))
+        pane.set_selected_epoch(3)
+        await pilot.pause()
+        plot = pane.query_one("#measures-plot", LinePlot)
+        losses = [c for c in measures.column_names if c.endswith("_loss")]
+        assert [s.name for s in plot.series] == losses
+        assert [(v.x, v.label) for v in plot.vlines] == [(3.0, "memorization")]
+        assert plot.marker is not None and plot.marker.x == 3.0
+        summary = static_text(pane.query_one("#summary", Static))
+        assert "memorization 3" in summary and "selected epoch 3" in summary
+        assert f"{result.scalars['n_checkpoints']} checkpoints" in summary
+
+        await pilot.press("m")
+        others = [c for c in measures.column_names if c != "epoch" and not c.endswith("_loss")]
+        assert [s.name for s in plot.series] == [others[0]]
+        assert plot.series[0].y == pytest.approx(column(measures, others[0]))
+        await pilot.press("v")
+        assert pane.query_one("#cos_sim", Heatmap).grid is result.grids["cos_sim"]
+        assert pane.export_target() is result.grids["cos_sim"]
+
+
+# -- heatmap ----------------------------------------------------------------------------------
+def big_grid(n: int = 113) -> Grid:
+    a = np.arange(n)
+    values = np.cos(2 * np.pi * 5 * (a[:, None] + a[None, :]) / n)
+    values[:, 0] = np.nan
+    return Grid("big", values, "a", "b", a.tolist(), a.tolist(), title="cos(w(a+b))")
+
+
+async def test_heatmap_downsamples_a_113_grid_and_says_so():
+    grid = big_grid()
+    heatmap = Heatmap(grid)
+    app = PaneApp(heatmap)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        lines = text_of(heatmap).splitlines()
+        assert len(lines) == 24 and all(len(line) == 80 for line in lines)
+        assert lines[0].startswith(" cos(w(a+b))")
+        assert lines[1].lstrip().startswith("a\\b 0")
+        status = heatmap.status_text
+        assert status.startswith("a=0  b=0  NaN") and "113x113 shown as" in status
+        assert any(status in line for line in lines)
+        assert "▀" in lines[2]
+        heatmap.focus()
+        await pilot.press("right", "down")
+        assert heatmap.status_text.startswith(f"a=1  b=1  {grid.values[1, 1]:.4g}")
+        await pilot.press("ctrl+end")
+        assert (heatmap.cursor_row, heatmap.cursor_col) == (112, 112)
+
+
+async def test_heatmap_small_grid_uses_square_cells_and_click_moves_cursor():
+    values = np.array([[-1.0, 0.0, 2.0], [np.nan, 0.5, -2.0]])
+    grid = Grid("small", values, "head", "source", [0, 1], ["a", "b", "="], title="small")
+    heatmap = Heatmap(grid)
+    app = PaneApp(heatmap)
+    async with app.run_test(size=(40, 10)) as pilot:
+        await pilot.pause()
+        lines = text_of(heatmap).splitlines()
+        # "head\\source" is too wide for the gutter: the row axis there, the column axis after
+        # the ticks; then two characters per value; the cursor is "[]"
+        gutter = len("head") + 1
+        assert lines[1][:gutter].strip() == "head" and lines[1][gutter:].startswith("a b =  (source)")
+        assert lines[2][gutter:gutter + 6] == "[]    "
+        assert lines[3][gutter:gutter + 2] == "  "  # NaN is blank
+        assert "(" not in heatmap.status_text  # not downsampled
+        assert lines[0].startswith(" small ") and lines[0].rstrip().endswith("-2        2")  # colour bar
+        # colours: zero is the middle of the diverging map, 2 and -2 its ends
+        middle = heatmap._style(-1, N_LEVELS // 2).bgcolor.get_truecolor()
+        assert tuple(middle) == DIVERGING[N_LEVELS // 2]
+        assert heatmap._levels(np.array([-2.0, 0.0, 2.0])).tolist() == [0, N_LEVELS // 2, N_LEVELS - 1]
+
+        await pilot.click(heatmap, offset=(gutter + 4, 3))  # value [1, 2]
+        assert (heatmap.cursor_row, heatmap.cursor_col) == (1, 2)
+        assert heatmap.status_text == "head=1  source==  -2"
+        assert heatmap.has_focus
+
+
+def test_block_mean_ignores_nan():
+    values = np.array([[1.0, np.nan, 3.0], [3.0, np.nan, np.nan]])
+    out = block_mean(values, 2, 2)
+    assert out.shape == (1, 2)
+    assert out[0, 0] == pytest.approx(2.0) and out[0, 1] == pytest.approx(3.0)
+
+
+# -- result table -----------------------------------------------------------------------------
+async def test_result_table_sorts_raw_values_with_nan_last():
+    table = Table("t", {"name": ["x", "y", "z", "w"], "value": [10.0, 9.0, float("nan"), 100.0]})
+    widget = ResultTable()
+    app = PaneApp(widget)
+    async with app.run_test(size=SIZE) as pilot:
+        widget.set_table(table)
+        await pilot.pause()
+
+        def order() -> list[str]:
+            return [widget.raw_row(i)["name"] for i in range(widget.row_count)]
+
+        widget.focus()
+        await pilot.press("S", "S")  # sort by "name", then by "value"
+        assert widget.sort_column == "value" and order() == ["y", "x", "w", "z"]
+        await pilot.press("R")
+        assert order() == ["w", "x", "y", "z"]  # descending, NaN still last
+        header = text_of(widget).splitlines()[0]
+        assert "value ▼" in header
+        assert "1e+02" not in text_of(widget) and "100" in text_of(widget)
+        # clicking a header sorts by it
+        await pilot.click(widget, offset=(2, 0))
+        assert widget.sort_column == "name" and order() == ["w", "x", "y", "z"]
+        # re-showing the same table keeps the sort and the cursor row
+        widget.move_cursor(row=2)
+        kept = widget.raw_row(2)["name"]
+        widget.set_table(table)
+        assert widget.sort_column == "name" and widget.raw_row(widget.cursor_row)["name"] == kept
+
+
+# -- plots ------------------------------------------------------------------------------------
+async def test_log_line_plot_renders_again_after_the_first_build():
+    """plotext logs a log axis' data in place on build; our plots rebuild on every render."""
+    from grok_tui.widgets.plots import Series, VLine
+
+    plot = LinePlot()
+    app = PaneApp(plot)
+    async with app.run_test(size=SIZE) as pilot:
+        plot.set_data([Series("test_loss", [0, 50, 100, 150], [2.6, 0.5, 1e-3, 1e-5])],
+                      title="losses", log_y=True, vlines=[VLine(100, "memorization")])
+        plot.set_marker(VLine(150, "selected", "red"))
+        await pilot.pause()
+        first = text_of(plot)
+        plot.refresh()
+        await pilot.pause()
+        assert text_of(plot) == first and "losses" in first
+        plot.render()
+        plot.render()  # a third build of the same data still works
