@@ -237,14 +237,15 @@ class Run:
 
     # -- writing ---------------------------------------------------------------------
     def write_checkpoint(self, event: Checkpoint) -> None:
-        """Weights, then the resume state, then metrics; older resume states go last. A
-        SIGKILL anywhere leaves a (checkpoint, resume state) pair to continue from."""
+        """Weights, then metrics, then the resume state; older resume states go last. A
+        SIGKILL anywhere leaves a (checkpoint, resume state) pair to continue from, with
+        metrics reaching at least its epoch (a resume truncates any surplus)."""
         meta = {"epoch": str(event.epoch), "format": "HookedTransformer state_dict"}
         atomic_save_tensors(self.checkpoint_path(event.epoch),
                             with_buffers(event.weights, self.config.model.n_layers), meta)
+        self.write_metrics(event.metrics)
         atomic_save_tensors(self.path / "resume" / f"epoch_{event.epoch:06d}.safetensors",
                             event.resume)
-        self.write_metrics(event.metrics)
         for old in self.resume_epochs():
             if old < event.epoch:
                 (self.path / "resume" / f"epoch_{old:06d}.safetensors").unlink(missing_ok=True)
@@ -261,8 +262,10 @@ class Run:
         elif not isinstance(event, Progress):  # pragma: no cover - future event types
             raise TypeError(type(event))
 
-    def trainer(self, until_epoch: int | None = None):
-        """A Trainer positioned at this run's last checkpoint (fresh when it has none)."""
+    def trainer(self):
+        """A Trainer positioned at this run's newest (checkpoint, resume state) pair (fresh
+        when it has none). ``write_checkpoint``'s order means metrics reach that epoch; if
+        they do not (files copied by hand), the missing epochs are NaN, never a gap."""
         from grok_engine.train import Trainer
 
         ds = self.dataset()
@@ -274,7 +277,7 @@ class Run:
             return Trainer(self.config, dataset=ds)
         last = ready[-1]
         return Trainer(self.config, weights=self.load_checkpoint(last),
-                       resume=self.resume_state(last), metrics=self.metrics().truncate(last),
+                       resume=self.resume_state(last), metrics=self.metrics().truncate(last).pad_to(last),
                        epoch=last, dataset=ds)
 
 

@@ -73,6 +73,17 @@ class Metrics:
         keep = self.epoch <= last_epoch
         return Metrics(**{n: getattr(self, n)[keep] for n in ("epoch",) + METRIC_NAMES})
 
+    def pad_to(self, last_epoch: int) -> "Metrics":
+        """Rows of NaN for the epochs after the last recorded one, up to ``last_epoch``."""
+        done = int(self.epoch[-1]) if len(self) else 0
+        if done >= last_epoch:
+            return self
+        missing = np.arange(done + 1, last_epoch + 1, dtype=np.int64)
+        nan = np.full(len(missing), np.nan)
+        out = Metrics(**{k: v.copy() for k, v in self.as_dict().items()})
+        out.extend(Metrics(missing, nan, nan.copy(), nan.copy(), nan.copy()))
+        return out
+
     def as_dict(self) -> dict[str, np.ndarray]:
         return {n: getattr(self, n) for n in ("epoch",) + METRIC_NAMES}
 

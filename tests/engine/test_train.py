@@ -1,0 +1,117 @@
+"""The trainer: bit-identical reruns on the CPU, and a resume that changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grok_engine.config import RunConfig
+from grok_engine.store import RunStore
+from grok_engine.train import Checkpoint, Metrics, Progress, Trainer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is fastest, and far faster on a shared, busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_config(**overrides) -> RunConfig:
+    base = dict(task="mod_add", p=11, frac_train=0.5, n_heads=2, d_model=32, d_head=16, d_mlp=64,
+                epochs=60, checkpoint_every=10, device="cpu")
+    base.update(overrides)
+    return RunConfig().replace(**base)
+
+
+def assert_metrics_equal(a: Metrics, b: Metrics) -> None:
+    for name, values in a.as_dict().items():
+        np.testing.assert_array_equal(values, b.as_dict()[name], err_msg=name)
+
+
+def assert_weights_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_same_config_and_seeds_give_identical_runs():
+    cfg = tiny_config(task="add", p=10, frac_train=0.72, epochs=40)
+    first, second = Trainer(cfg), Trainer(cfg)
+    m1, m2 = first.run(), second.run()
+    assert len(m1) == 40 and list(m1.epoch) == list(range(1, 41))
+    assert_metrics_equal(m1, m2)
+    assert_weights_equal(first.weights(), second.weights())
+    # and it trained: the loss went down, and another seed gives another run
+    assert m1.train_loss[-1] < m1.train_loss[0]
+    other = Trainer(cfg.replace(seed=1)).run()
+    assert not np.array_equal(other.train_loss, m1.train_loss)
+
+
+def test_events_and_metrics_shape():
+    cfg = tiny_config(epochs=25, checkpoint_every=10, eval_every=5)
+    events: list = []
+    metrics = Trainer(cfg).run(callback=events.append)
+    checkpoints = [e.epoch for e in events if isinstance(e, Checkpoint)]
+    assert checkpoints == [0, 10, 20, 25]  # init, every 10, the end
+    chunks = [e.metrics for e in events if isinstance(e, Progress)]
+    assert sum(len(c) for c in chunks) == 25
+    assert list(np.concatenate([c.epoch for c in chunks])) == list(range(1, 26))
+    evaluated = ~np.isnan(metrics.test_loss)
+    assert list(metrics.epoch[evaluated]) == [5, 10, 15, 20, 25]  # eval_every, and the last epoch
+    assert not np.isnan(metrics.train_loss).any()
+    last = events[-1]
+    assert isinstance(last, Checkpoint) and last.epoch == 25 and len(last.metrics) == 25
+
+
+def test_stop_flag_stops_with_a_checkpoint():
+    cfg = tiny_config(epochs=50, checkpoint_every=20)
+    trainer = Trainer(cfg)
+    events: list = []
+    trainer.run(callback=events.append, stop=lambda: trainer.epoch >= 13)
+    assert trainer.epoch == 13
+    assert [e.epoch for e in events if isinstance(e, Checkpoint)] == [0, 13]
+
+
+@pytest.mark.parametrize("grokfast", [False, True])
+def test_resume_from_checkpoint_equals_straight_run(runs_dir, grokfast):
+    """Stop at epoch 17 (not a multiple of checkpoint_every), reopen from disk, continue to
+    40: weights and every metric equal those of 40 epochs in one go."""
+    cfg = tiny_config(epochs=40, checkpoint_every=10, grokfast=grokfast, grokfast_lamb=2.0)
+    straight = Trainer(cfg)
+    straight_metrics = straight.run()
+
+    store = RunStore(runs_dir)
+    run = store.create(cfg, run_id="resumed")
+    first = run.trainer()
+    first.run(callback=run, stop=lambda: first.epoch >= 17)
+    assert store.open("resumed").checkpoint_epochs() == [0, 10, 17]
+
+    reopened = store.open("resumed")
+    second = reopened.trainer()
+    assert second.epoch == 17 and len(second.metrics) == 17
+    second.run(callback=reopened)
+    assert second.epoch == 40
+    assert_weights_equal(second.weights(), straight.weights())
+    assert_metrics_equal(second.metrics, straight_metrics)
+    # what is on disk is the same again
+    final = store.open("resumed")
+    assert final.checkpoint_epochs() == [0, 10, 17, 20, 30, 40]
+    assert_metrics_equal(final.metrics(), straight_metrics)
+    assert_weights_equal(final.load_checkpoint(40), straight.weights())
+
+
+def test_resume_without_optimizer_state_would_differ(runs_dir):
+    """Guards the test above: a resume that lost AdamW's moments does not match."""
+    cfg = tiny_config(epochs=30, checkpoint_every=10)
+    straight = Trainer(cfg)
+    straight.run()
+    half = Trainer(cfg)
+    half.run(until_epoch=15)
+    fresh_optimizer = Trainer(cfg, weights=half.weights(), metrics=half.metrics, epoch=15)
+    fresh_optimizer.run()
+    w1, w2 = fresh_optimizer.weights(), straight.weights()
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)
