@@ -46,14 +46,25 @@ def least_squares(X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
     """Ordinary least squares with an intercept: ``y ~ X @ coef + intercept``, in float64.
 
     X [N, k], y [N] -> (coef [k], intercept). As sklearn's LinearRegression (1.9): X and y
-    are centred, ``lstsq`` gives the minimum-norm coefficients ignoring singular values
+    are centred, the coefficients are the minimum-norm solution ignoring singular values
     below ``rcond`` times the largest (sklearn's ``tol=1e-6``), the intercept restores the
     means. The cutoff matters: MLP activations are float32, so directions weaker than about
     1e-6 of the strongest are rounding noise, and keeping them makes the fit depend on it.
+
+    Solved through the k x k Gram matrix (``eigh`` of ``Xc.T @ Xc``) instead of an SVD of the
+    N x k matrix: one BLAS-3 product and a small eigendecomposition, several times faster at
+    p=113 (N 8938, k 512). Squaring the matrix costs accuracy only in directions near the
+    cutoff (singular value ~1e-6 of the largest is eigenvalue ~1e-12, still 1e4 above float64
+    rounding of the largest), which hold a negligible share of the fit.
     """
     X, y = as_f64(X), as_f64(y)
     X_mean, y_mean = X.mean(axis=0), y.mean()
-    coef, *_ = np.linalg.lstsq(X - X_mean, y - y_mean, rcond=rcond)
+    Xc = X - X_mean
+    eigvals, eigvecs = np.linalg.eigh(Xc.T @ Xc)
+    eigvals = np.clip(eigvals, 0.0, None)
+    keep = np.sqrt(eigvals) > rcond * np.sqrt(eigvals.max()) if eigvals.max() > 0 else eigvals > 0
+    V = eigvecs[:, keep]
+    coef = V @ ((V.T @ (Xc.T @ (y - y_mean))) / eigvals[keep])
     return coef, float(y_mean - X_mean @ coef)
 
 
