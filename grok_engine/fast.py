@@ -53,26 +53,26 @@ def _act(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
 
 
 def _mlp_and_unembed(w: dict[str, torch.Tensor], layer: int, resid_mid: torch.Tensor,
-                     cfg: ModelConfig) -> torch.Tensor:
-    """resid_mid [n, d_model] at the last position -> logits [n, d_vocab_out]"""
+                     cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """resid_mid [n, d_model] at the last position -> (logits [n, d_vocab_out], post [n, d_mlp])"""
     pre = f"blocks.{layer}.mlp."
     hidden = _act(_plus(_ln(w, f"blocks.{layer}.ln2", resid_mid, cfg) @ w[pre + "W_in"], w, pre + "b_in"), cfg)
     W_U = w["unembed.W_U"]
     if cfg.normalization == "LN":
         resid_post = _plus(resid_mid + hidden @ w[pre + "W_out"], w, pre + "b_out")
-        return _plus(layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U, w, "unembed.b_U")
+        return _plus(layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U, w, "unembed.b_U"), hidden
     # Without a final LayerNorm the unembedding is linear in the MLP output, so go through
     # W_logit = W_out @ W_U [d_mlp, d_vocab_out]: d_vocab_out is often far below d_model.
     W_logit = w[pre + "W_out"] @ W_U
     logits = resid_mid @ W_U + hidden @ W_logit
     if pre + "b_out" in w:
         logits = logits + w[pre + "b_out"] @ W_U
-    return _plus(logits, w, "unembed.b_U")
+    return _plus(logits, w, "unembed.b_U"), hidden
 
 
-def _one_layer_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
-                      cfg: ModelConfig) -> torch.Tensor:
-    """The notebook's 1-layer model at the last position. a, b: [n] tokens -> [n, d_vocab_out]"""
+def _one_layer_resid_mid(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                         cfg: ModelConfig) -> torch.Tensor:
+    """The notebook's 1-layer model: resid_mid at '=' [n, d_model] from per-token tables."""
     W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
     eq = W_E.shape[0] - 1  # the '=' token is the last of the vocabulary
     p = eq
@@ -93,7 +93,7 @@ def _one_layer_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
     attn_out = ((pattern[..., 0, None] * vo.index_select(0, a).view(-1, H, D)).sum(1)
                 + (pattern[..., 1, None] * vo.index_select(0, ib).view(-1, H, D)).sum(1))
     attn_out = _plus(attn_out + pattern[..., 2] @ vo[-1].view(H, D), w, att + "b_O")
-    return _mlp_and_unembed(w, 0, resid_pre[-1] + attn_out, cfg)
+    return resid_pre[-1] + attn_out
 
 
 def _attention(w: dict[str, torch.Tensor], layer: int, x: torch.Tensor, cfg: ModelConfig,
@@ -113,8 +113,8 @@ def _attention(w: dict[str, torch.Tensor], layer: int, x: torch.Tensor, cfg: Mod
     return _plus(torch.einsum("nqhe,hed->nqd", z, w[att + "W_O"]), w, att + "b_O")
 
 
-def _deep_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
-                 cfg: ModelConfig) -> torch.Tensor:
+def _deep_resid_mid(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                    cfg: ModelConfig) -> torch.Tensor:
     """Any depth: layers 0..L-2 on every position, the last on position 2 only."""
     W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
     tokens = torch.stack([a, b, torch.full_like(a, W_E.shape[0] - 1)], 1)
@@ -126,8 +126,20 @@ def _deep_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
         hidden = _act(_plus(_ln(w, pre + "ln2", resid, cfg) @ w[pre + "mlp.W_in"], w, pre + "mlp.b_in"), cfg)
         resid = _plus(resid + hidden @ w[pre + "mlp.W_out"], w, pre + "mlp.b_out")
     x = _ln(w, f"blocks.{last}.ln1", resid, cfg)
-    resid_mid = resid[:, -1] + _attention(w, last, x, cfg, last_only=True)[:, 0]
-    return _mlp_and_unembed(w, last, resid_mid, cfg)
+    return resid[:, -1] + _attention(w, last, x, cfg, last_only=True)[:, 0]
+
+
+def last_activations(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                     cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The last layer at '=' for the rows ``[a, b, =]``: (logits [n, d_vocab_out],
+    resid_mid [n, d_model], post [n, d_mlp]) — the hooked model's ``logits[:, -1]``,
+    ``blocks.L.hook_resid_mid[:, -1]`` and ``blocks.L.mlp.hook_post[:, -1]``."""
+    if cfg.n_layers == 1:
+        resid_mid = _one_layer_resid_mid(w, a, b, cfg)
+    else:
+        resid_mid = _deep_resid_mid(w, a, b, cfg)
+    logits, post = _mlp_and_unembed(w, cfg.n_layers - 1, resid_mid, cfg)
+    return logits, resid_mid, post
 
 
 def last_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
@@ -138,9 +150,7 @@ def last_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
     Returns [n, d_vocab_out], equal (to float tolerance) to
     ``HookedGrokTransformer(...)(tokens)[:, -1]``.
     """
-    if cfg.n_layers == 1:
-        return _one_layer_logits(w, a, b, cfg)
-    return _deep_logits(w, a, b, cfg)
+    return last_activations(w, a, b, cfg)[0]
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

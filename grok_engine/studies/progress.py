@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from grok_engine.config import ModelConfig
 from grok_engine.errors import GrokError
-from grok_engine.fast import _act, _attention, _ln, layer_norm, loss_fn
+from grok_engine.fast import last_activations, layer_norm, loss_fn
 from grok_engine.fourier_basis import (
     CosCube,
     embedding_component_norms,
@@ -65,61 +64,8 @@ MEASURES = ("train_loss", "test_loss", "restricted_loss", "excluded_loss", "test
 ProgressCallback = Callable[[int, int, int], None]  # (done, to_do, epoch just computed)
 
 
-def _one_layer_resid_mid(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
-                         cfg: ModelConfig) -> torch.Tensor:
-    """resid_mid at '=' of a 1-layer model [n, d_model], from per-token tables: a key or
-    value depends only on the token at its position, so attention is computed once per
-    token and gathered per row (the math of ``grok_engine.fast._one_layer_logits``)."""
-    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
-    p = W_E.shape[0] - 1  # '=' is the last token
-    H, D, Dh = cfg.n_heads, cfg.d_model, cfg.d_head
-    att = "blocks.0.attn."
-    resid_pre = torch.cat([W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], (W_E[p] + W_pos[2])[None]])
-    x = _ln(w, "blocks.0.ln1", resid_pre, cfg)  # [2p+1, d_model]: a-tokens, b-tokens, '='
-    q = torch.einsum("d,hde->he", x[-1], w[att + "W_Q"]) + w.get(att + "b_Q", 0.0)  # [head, d_head]
-    k = torch.einsum("td,hde->the", x, w[att + "W_K"]) + w.get(att + "b_K", 0.0)  # [2p+1, head, d_head]
-    v = torch.einsum("td,hde->the", x, w[att + "W_V"]) + w.get(att + "b_V", 0.0)
-    scores = (k * q).sum(-1) / Dh ** 0.5  # [2p+1, head]
-    vo = torch.einsum("the,hed->thd", v, w[att + "W_O"])  # [2p+1, head, d_model]
-    ib = b + p
-    pattern = torch.softmax(torch.stack([scores[a], scores[ib], scores[-1].expand(len(a), -1)], -1), -1)
-    attn_out = ((pattern[..., 0, None] * vo.index_select(0, a)).sum(1)
-                + (pattern[..., 1, None] * vo.index_select(0, ib)).sum(1))
-    attn_out = attn_out + pattern[..., 2] @ vo[-1]
-    return resid_pre[-1] + attn_out + w.get(att + "b_O", 0.0)
-
-
-def last_position_activations(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
-                              cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The last layer at '=' only: (logits [n, d_vocab_out], resid_mid [n, d_model],
-    post [n, d_mlp]), equal to the hooked model's ``[:, -1]`` of the logits,
-    ``blocks.L.hook_resid_mid`` and ``blocks.L.mlp.hook_post``. Built from grok_engine.fast's
-    pieces; layers before the last (if any) run on every position."""
-    last = cfg.n_layers - 1
-    if last == 0:
-        resid_mid = _one_layer_resid_mid(w, a, b, cfg)
-    else:
-        W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
-        tokens = torch.stack([a, b, torch.full_like(a, W_E.shape[0] - 1)], 1)
-        resid = W_E[tokens] + W_pos[: tokens.shape[1]]  # [n, 3, d_model]
-        for layer in range(last):
-            pre = f"blocks.{layer}."
-            resid = resid + _attention(w, layer, _ln(w, pre + "ln1", resid, cfg), cfg, last_only=False)
-            hidden = _act(_ln(w, pre + "ln2", resid, cfg) @ w[pre + "mlp.W_in"] + w.get(pre + "mlp.b_in", 0.0), cfg)
-            resid = resid + hidden @ w[pre + "mlp.W_out"] + w.get(pre + "mlp.b_out", 0.0)
-        x = _ln(w, f"blocks.{last}.ln1", resid, cfg)
-        resid_mid = resid[:, -1] + _attention(w, last, x, cfg, last_only=True)[:, 0]
-    mlp = f"blocks.{last}.mlp."
-    post = _act(_ln(w, f"blocks.{last}.ln2", resid_mid, cfg) @ w[mlp + "W_in"] + w.get(mlp + "b_in", 0.0), cfg)
-    W_U = w["unembed.W_U"]
-    if cfg.normalization == "LN":
-        resid_post = resid_mid + post @ w[mlp + "W_out"] + w.get(mlp + "b_out", 0.0)
-        logits = layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U
-    else:  # through W_logit [d_mlp, d_vocab_out]: d_vocab_out is usually below d_model
-        logits = resid_mid @ W_U + post @ (w[mlp + "W_out"] @ W_U)
-        if mlp + "b_out" in w:
-            logits = logits + w[mlp + "b_out"] @ W_U
-    return logits + w.get("unembed.b_U", 0.0), resid_mid, post
+# The last layer at '=' only, without an activation cache (grok_engine.fast).
+last_position_activations = last_activations
 
 
 class _Pass:
