@@ -23,7 +23,8 @@ from grok_tui.panes.base import StudyPane
 
 METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 REDRAW_INTERVAL_S = 0.25  # at most ~4 redraws per second
-MAX_POINTS = 600  # points per curve handed to plotext (it draws braille cells anyway)
+MIN_POINTS = 50  # points per curve handed to plotext: two per column (braille has two dots
+# per cell across), so a curve of 50 000 epochs costs what one of 100 does
 
 
 def fmt_number(x: Any, spec: str = ".3g") -> str:
@@ -40,11 +41,11 @@ def fmt_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _thin(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Keep at most MAX_POINTS evenly spaced points (always the last)."""
-    if len(x) <= MAX_POINTS:
+def _thin(x: np.ndarray, *ys: np.ndarray, points: int = 2 * MIN_POINTS) -> tuple[np.ndarray, ...]:
+    """Keep at most ``points`` evenly spaced points (always the first and last)."""
+    if len(x) <= points:
         return (x, *ys)
-    keep = np.unique(np.linspace(0, len(x) - 1, MAX_POINTS).round().astype(int))
+    keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
     return (x[keep], *[y[keep] for y in ys])
 
 
@@ -72,6 +73,30 @@ def phase_marks(result: StudyResult | None) -> list[tuple[str, int]]:
     return marks
 
 
+class CurvePlot(PlotextPlot):
+    """A PlotextPlot that builds its figure once per redraw, not once per render.
+
+    Textual renders a widget again for reasons that do not change the figure (a layout
+    pass, the screen shown again); plotext's build is pure Python and costs ~15 ms per
+    figure, which adds up while training streams metrics. ``invalidate()`` marks the
+    figure changed; ``render`` rebuilds only then or when the size changed.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._built: tuple[tuple[int, int, str], Any] | None = None
+
+    def invalidate(self) -> None:
+        self._built = None
+        self.refresh()
+
+    def render(self) -> Any:
+        key = (self.size.width, self.size.height, str(self.app.theme))
+        if self._built is None or self._built[0] != key:
+            self._built = (key, super().render())
+        return self._built[1]
+
+
 class TrainingPane(StudyPane):
     """Train/test loss (log scale) and accuracy per epoch, the phases and the checkpoint."""
 
@@ -90,11 +115,12 @@ class TrainingPane(StudyPane):
         self._last_draw = 0.0
         self._redraw_pending = False
         self._note = ""
+        self._stale = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="training-plots"):
-            yield PlotextPlot(id="loss-plot")
-            yield PlotextPlot(id="acc-plot")
+            yield CurvePlot(id="loss-plot")
+            yield CurvePlot(id="acc-plot")
         with Horizontal(id="training-progress"):
             yield ProgressBar(total=1, show_eta=False, id="train-bar")
             yield Static("", id="train-label")
@@ -176,7 +202,12 @@ class TrainingPane(StudyPane):
 
     # -- drawing -----------------------------------------------------------------------
     def request_redraw(self) -> None:
-        if self._redraw_pending or not self.is_mounted:
+        if not self.is_mounted:
+            return
+        if not self.display:  # hidden behind another pane: draw when shown again
+            self._stale = True
+            return
+        if self._redraw_pending:
             return
         delay = max(0.0, REDRAW_INTERVAL_S - (time.monotonic() - self._last_draw))
         self._redraw_pending = True
@@ -184,6 +215,11 @@ class TrainingPane(StudyPane):
             self.call_after_refresh(self._redraw)
         else:
             self.set_timer(delay, self._redraw)
+
+    def on_show(self) -> None:  # shown again by the ContentSwitcher
+        if self._stale:
+            self._stale = False
+            self.request_redraw()
 
     def _redraw(self) -> None:
         self._redraw_pending = False
@@ -202,6 +238,10 @@ class TrainingPane(StudyPane):
         plt.xlim(0, right)
         return plt
 
+    @staticmethod
+    def _points(plot: PlotextPlot) -> int:
+        return max(MIN_POINTS, 2 * plot.size.width)
+
     def _marks(self, plt: Any, marks: list[tuple[str, int]]) -> None:
         for _name, epoch in marks:
             plt.vline(epoch, "orange")
@@ -212,13 +252,13 @@ class TrainingPane(StudyPane):
         # log10 of the loss on a linear axis with decade ticks, not plt.yscale("log"):
         # plotext applies the log scale in place when it builds, so a second render of
         # the same figure (a resize, a pane shown again) would take the log twice.
-        plot = self.query_one("#loss-plot", PlotextPlot)
+        plot = self.query_one("#loss-plot", CurvePlot)
         plt = self._frame(plot, "loss (log10)")
         low, high = math.inf, -math.inf
         for name, label, color in (("train_loss", "train", "blue"), ("test_loss", "test", "red")):
             y = self.curves[name]
             ok = ~np.isnan(y) & (y > 0)
-            x, y = _thin(self.epoch[ok], np.log10(y[ok]))
+            x, y = _thin(self.epoch[ok], np.log10(y[ok]), points=self._points(plot))
             if len(x):
                 plt.plot(x.tolist(), y.tolist(), label=label, color=color, marker="braille")
                 low, high = min(low, float(y.min())), max(high, float(y.max()))
@@ -228,20 +268,20 @@ class TrainingPane(StudyPane):
             ticks = list(range(first, last + 1, step))
             plt.yticks(ticks, [f"1e{k}" for k in ticks])
         self._marks(plt, marks)
-        plot.refresh()
+        plot.invalidate()
 
     def _draw_accuracy(self, marks: list[tuple[str, int]]) -> None:
-        plot = self.query_one("#acc-plot", PlotextPlot)
+        plot = self.query_one("#acc-plot", CurvePlot)
         plt = self._frame(plot, "accuracy")
         plt.ylim(0, 1)
         for name, label, color in (("train_acc", "train", "blue"), ("test_acc", "test", "red")):
             y = self.curves[name]
             ok = ~np.isnan(y)
-            x, y = _thin(self.epoch[ok], y[ok])
+            x, y = _thin(self.epoch[ok], y[ok], points=self._points(plot))
             if len(x):
                 plt.plot(x.tolist(), y.tolist(), label=label, color=color, marker="braille")
         self._marks(plt, marks)
-        plot.refresh()
+        plot.invalidate()
 
     def _draw_progress(self) -> None:
         done = int(self.epoch[-1]) if len(self.epoch) else 0

@@ -1,0 +1,196 @@
+"""Responsiveness of the TUI (not a test): prints three figures.
+
+1. First paint of ``grok-tui RUN``: the whole process, started in tmux (100x30); the time
+   from spawning it to the first ``capture-pane`` that shows the app's loading screen or
+   tabs (polled every 5 ms). Includes Python start-up and the imports of app.py.
+   Target < 1 s.
+2. Checkpoint switch: in-process Pilot (``App.run_test``, 100x30) on a p=10 ``add`` run and a
+   p=113 ``mod_add`` run (made under bench/runs if missing: the notebook's model, 300
+   epochs, a checkpoint every 25). For each pane, the time from the key press (left) to the
+   visible pane showing the new checkpoint's result: Context build (forward pass with
+   cache) + the study + rendering. Each press lands on a checkpoint not seen before (no
+   cache hit). Targets < 150 ms (p=10), < 500 ms (p=113).
+3. Key latency while training: the p=113 run trains (c: 2000 more epochs) while the bench
+   presses number keys; the time from press to the pane switch being on screen.
+   Target < 100 ms.
+
+    .venv/bin/python bench/tui_bench.py [--runs-dir bench/runs] [--skip-paint]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def ensure_run(runs_dir: Path, run_id: str, **fields) -> None:
+    from grok_engine.config import RunConfig
+    from grok_engine.store import RunStore
+
+    store = RunStore(runs_dir)
+    if run_id in store.run_ids():
+        return
+    print(f"making {run_id} ...", flush=True)
+    run = store.create(RunConfig().replace(**fields), run_id=run_id)
+    run.trainer().run(callback=run)
+
+
+def first_paint(runs_dir: Path, run_id: str, repeats: int = 3) -> list[float]:
+    tmux = shutil.which("tmux")
+    command = shutil.which("grok-tui") or str(Path(sys.prefix) / "bin" / "grok-tui")
+    if tmux is None:
+        print("first paint: tmux missing, skipped")
+        return []
+    times = []
+    for _ in range(repeats):
+        session = f"bench-{uuid.uuid4().hex[:6]}"
+        start = time.perf_counter()
+        subprocess.run([tmux, "new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+                        f"{command} {run_id} --runs-dir {runs_dir}"], check=True)
+        try:
+            while time.perf_counter() - start < 30:
+                screen = subprocess.run([tmux, "capture-pane", "-p", "-t", session],
+                                        capture_output=True, text=True).stdout
+                if "grok-tui" in screen or "1 Training" in screen:
+                    times.append(time.perf_counter() - start)
+                    break
+                time.sleep(0.005)
+        finally:
+            subprocess.run([tmux, "kill-session", "-t", session], capture_output=True)
+        time.sleep(0.5)
+    return times
+
+
+from textual.worker import WorkerCancelled  # noqa: E402
+
+
+async def settle(app, pilot) -> None:
+    for _ in range(400):
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive worker replaced by a newer one
+            pass
+        await pilot.pause()
+        if all(w.is_finished for w in app.workers):
+            return
+
+
+def send_key(app, key: str) -> None:
+    """Post a key event the way the driver does, without Pilot's wait for an idle screen
+    (which would add the time to repaint everything to the figure)."""
+    from textual import events
+
+    app.post_message(events.Key(key, key if len(key) == 1 else None))
+
+
+async def wait_until(predicate, timeout: float = 30.0) -> float:
+    start = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError
+        await asyncio.sleep(0.001)
+    return time.perf_counter() - start
+
+
+async def checkpoint_switch(runs_dir: Path, run_id: str) -> dict[str, list[float]]:
+    from grok_tui.app import GrokApp
+
+    app = GrokApp(run_id, runs_dir)
+    out: dict[str, list[float]] = {}
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        for study, pane in screen.panes.items():
+            await pilot.press(pane.KEY)
+            await settle(app, pilot)  # warm: this pane's study ran once
+            times = []
+            for key in ("left", "right", "left"):
+                if screen._contexts is not None:  # cold: the Context is rebuilt every time
+                    screen._contexts._items.clear()
+                target = screen.epochs[screen.index + (-1 if key == "left" else 1)]
+                start = time.perf_counter()
+                send_key(app, key)
+                await wait_until(lambda: screen.shown.get(study, (None,))[0] == target)
+                await asyncio.sleep(0)  # the refresh of the new result
+                times.append(time.perf_counter() - start)
+                await settle(app, pilot)
+            out[study] = times
+    return out
+
+
+async def latency_while_training(runs_dir: Path, run_id: str) -> list[float]:
+    from grok_tui.app import GrokApp
+
+    work = Path(tempfile.mkdtemp())
+    shutil.copytree(runs_dir / run_id, work / run_id)
+    app = GrokApp(run_id, work)
+    times: list[float] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("end", "c")
+        await pilot.press("ctrl+a", "ctrl+k", *"2000", "enter")
+        await wait_until(lambda: screen.training)
+        await asyncio.sleep(1.0)
+        keys = ["2", "1"] * 10
+        for key in keys:
+            if not screen.training:
+                break
+            study = next(s for s, p in screen.panes.items() if p.KEY == key)
+            start = time.perf_counter()
+            send_key(app, key)
+            await wait_until(lambda: screen.current_pane.STUDY == study)
+            times.append(time.perf_counter() - start)
+            await asyncio.sleep(0.2)
+        screen.action_stop_training()
+        await settle(app, pilot)
+    shutil.rmtree(work, ignore_errors=True)
+    return times
+
+
+def fmt(times: list[float]) -> str:
+    if not times:
+        return "-"
+    ms = [t * 1000 for t in times]
+    return f"median {statistics.median(ms):6.0f} ms  max {max(ms):6.0f} ms  (n={len(ms)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs-dir", default=str(ROOT / "bench" / "runs"))
+    parser.add_argument("--skip-paint", action="store_true")
+    parser.add_argument("--only", choices=("paint", "switch", "latency"), default=None)
+    args = parser.parse_args()
+    runs_dir = Path(args.runs_dir)
+    ensure_run(runs_dir, "bench-add-p10", task="add", p=10, epochs=300, checkpoint_every=25)
+    ensure_run(runs_dir, "bench-mod-p113", task="mod_add", p=113, frac_train=0.3, epochs=300,
+               checkpoint_every=25)
+    if args.only in (None, "paint") and not args.skip_paint:
+        print(f"first paint (tmux, whole process): {fmt(first_paint(runs_dir, 'bench-add-p10'))}"
+              f"   target < 1000 ms")
+    for run_id, target in (("bench-add-p10", 150), ("bench-mod-p113", 500)):
+        if args.only not in (None, "switch"):
+            break
+        result = asyncio.run(checkpoint_switch(runs_dir, run_id))
+        print(f"checkpoint switch, {run_id} (target < {target} ms):")
+        for study, times in result.items():
+            print(f"  {study:10s} {fmt(times)}")
+    if args.only in (None, "latency"):
+        for run_id in ("bench-add-p10", "bench-mod-p113"):
+            print(f"key latency while training {run_id}: "
+                  f"{fmt(asyncio.run(latency_while_training(runs_dir, run_id)))}   target < 100 ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""CSV export of study results: the one place that writes tables and grids to disk.
+
+UI-free: the TUI's `e`/`E` keys and ``grok-tui export`` both call these functions.
+
+Layout of the files:
+
+- a :class:`Table` -> a header row of column names, then one row per table row;
+- a :class:`Grid` -> a header row ``row_axis\\col_axis, col label, col label, ...`` (for
+  example ``a\\b,0,1,2``), then per row its label followed by the values;
+- a study's headline scalars -> ``<study>_scalars.csv`` with columns ``name,value``.
+
+Values are raw (full precision, ``nan`` for missing); every file is written to a temporary
+file in the target folder and renamed over its name, so a crash never leaves half a CSV.
+A path that cannot be written raises :class:`GrokError` naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+
+from grok_engine.errors import GrokError
+from grok_engine.results import Grid, StudyResult, Table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grok_engine.context import Context
+
+__all__ = ["write_csv", "export_result", "export_all", "csv_rows", "NEEDS_RUN"]
+
+# Studies that read the whole run (metrics, every checkpoint), not just one checkpoint.
+NEEDS_RUN = ("curves", "progress")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars so csv writes them at full precision."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def csv_rows(item: Table | Grid) -> list[list[Any]]:
+    """The rows a CSV of ``item`` holds, header first.
+
+    >>> csv_rows(Table("t", {"k": [1, 2], "R2": [0.5, 0.25]}))
+    [['k', 'R2'], [1, 0.5], [2, 0.25]]
+    """
+    if isinstance(item, Table):
+        return [list(item.column_names), *[[_plain(v) for v in row] for row in item.rows()]]
+    if isinstance(item, Grid):
+        header = [f"{item.row_axis}\\{item.col_axis}", *[_plain(c) for c in item.col_labels]]
+        values = np.asarray(item.values).tolist()
+        return [header, *[[_plain(label), *row] for label, row in zip(item.row_labels, values)]]
+    raise TypeError(f"cannot export {type(item).__name__}: expected Table or Grid")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _ensure_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GrokError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
+    if not folder.is_dir():
+        raise GrokError(f"cannot write into {folder}: it is not a folder")
+
+
+def write_csv(item: Table | Grid, path: str | os.PathLike) -> Path:
+    """Write ``item`` to ``path`` (parent folders created); returns the path written."""
+    path = Path(path)
+    if path.is_dir():
+        raise GrokError(f"cannot write {path}: it is a folder, give a file name")
+    _ensure_folder(path.parent)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(csv_rows(item))
+    try:
+        _atomic_write_text(path, buf.getvalue())
+    except OSError as exc:
+        raise GrokError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def export_result(result: StudyResult, folder: str | os.PathLike) -> list[Path]:
+    """Every table and grid of ``result`` as ``<study>_<item>.csv`` in ``folder`` (plus
+    ``<study>_scalars.csv`` when it has headline scalars). Returns the paths written."""
+    folder = Path(folder)
+    _ensure_folder(folder)
+    written = [write_csv(item, folder / f"{result.study}_{item.name}.csv") for item in result.items()]
+    if result.scalars:
+        scalars = Table("scalars", {"name": list(result.scalars),
+                                    "value": [_plain(v) for v in result.scalars.values()]})
+        written.append(write_csv(scalars, folder / f"{result.study}_scalars.csv"))
+    return written
+
+
+def export_all(ctx: "Context", folder: str | os.PathLike, studies: Iterable[str] | None = None,
+               on_result: Callable[[StudyResult, list[Path]], None] | None = None) -> list[Path]:
+    """Run ``studies`` (default: every registered study, in registry order) on ``ctx`` and
+    write each with :func:`export_result` into ``folder``.
+
+    Studies in :data:`NEEDS_RUN` read the run's metrics and checkpoints: by default they are
+    left out when ``ctx.run`` is None; named explicitly without a run they raise GrokError.
+    ``on_result(result, paths)`` is called after each study (the CLI prints its scalars).
+    """
+    from grok_engine.studies import STUDY_MODULES, run_study
+
+    if studies is None:
+        names = [s for s in STUDY_MODULES if ctx.run is not None or s not in NEEDS_RUN]
+    else:
+        names = list(studies)
+        for name in names:
+            if name not in STUDY_MODULES:
+                raise GrokError(f"study {name!r} does not exist: choose one of {', '.join(STUDY_MODULES)}")
+            if name in NEEDS_RUN and ctx.run is None:
+                raise GrokError(f"study {name!r} needs a run (its metrics and checkpoints), "
+                                f"not bare weights")
+    written: list[Path] = []
+    for name in names:
+        result = run_study(name, ctx)
+        paths = export_result(result, folder)
+        written.extend(paths)
+        if on_result is not None:
+            on_result(result, paths)
+    return written

@@ -1,0 +1,193 @@
+"""The Textual app: ``grok-tui [RUN] [--runs-dir DIR]``.
+
+First paint is fast because nothing heavy is imported here: torch, the run store, the
+model and transformer_lens load in a thread worker while a loading screen shows. Then the
+app opens the run asked for, or the run picker, or (no runs yet) the new-run form with the
+notebook's experiment ready to start on Enter.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Center, Middle
+from textual.widgets import Footer, LoadingIndicator, Static
+
+from grok_tui.commands import GrokCommands
+from grok_tui.messages import EngineFailed, EngineLoaded
+from grok_tui.screens.help import HelpScreen, binding_rows, collect_sections
+from grok_tui.screens.new_run import NewRunRequest, NewRunScreen
+from grok_tui.screens.run_picker import NEW_RUN, RunPickerScreen
+
+RUNS_DIR_ENV = "GROK_TUI_RUNS_DIR"  # same variable as grok_engine.store (not imported here)
+
+
+def resolve_runs_dir(runs_dir: str | None) -> Path:
+    return Path(runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs")
+
+
+def leave_a_core_for_the_ui() -> None:
+    """At most cpu_count - 1 torch threads (process-wide).
+
+    The app's torch work (a full-batch step of a small transformer, one forward pass over
+    p*p rows) is made of small ops; with every core busy in OpenMP the UI thread and the
+    OpenMP threads spin against each other. Measured on the 2-core test machine under load:
+    200 epochs of a p=7 model took 19 s with 2 threads and 1.4 s with 1.
+    """
+    import torch
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - 1)))
+
+
+class GrokApp(App):
+    """The grokking explorer."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "grok-tui"
+    COMMANDS = App.COMMANDS | {GrokCommands}
+    BINDINGS = [
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("o", "open_run", "Runs"),
+        Binding("n", "new_run", "New run", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, run_id: str | None = None, runs_dir: str | os.PathLike | None = None,
+                 train: bool = False) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.runs_dir = resolve_runs_dir(str(runs_dir) if runs_dir is not None else None)
+        self.train_on_open = train
+        self.store: Any = None
+
+    def compose(self) -> ComposeResult:
+        with Middle(id="boot"):
+            with Center():
+                yield Static("grok-tui — loading the engine (torch)…", id="boot-text")
+            yield LoadingIndicator(id="boot-spinner")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load_engine()
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def load_engine(self) -> None:
+        try:
+            from grok_engine.store import RunStore  # torch
+
+            leave_a_core_for_the_ui()
+            store = RunStore(self.runs_dir)
+            if self.run_id:
+                self.post_message(EngineLoaded(store, store.open(self.run_id), []))
+            else:
+                self.post_message(EngineLoaded(store, None, store.summaries()))
+        except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+            self.post_message(EngineFailed(str(exc) or type(exc).__name__))
+
+    def on_engine_loaded(self, message: EngineLoaded) -> None:
+        self.store = message.store
+        self.query_one("#boot-text", Static).update(
+            f"grok-tui — runs in {self.runs_dir}  ·  o: runs  ·  n: new run  ·  q: quit")
+        self.query_one("#boot-spinner").display = False
+        if message.run is not None:
+            self.show_run(message.run, train=self.train_on_open)
+        elif message.summaries:
+            self.push_screen(RunPickerScreen(message.summaries, str(self.runs_dir)), self._picked)
+        else:
+            self.push_screen(NewRunScreen(first_run=True), self._new_run_requested)
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        self.query_one("#boot-spinner").display = False
+        self.query_one("#boot-text", Static).update(f"grok-tui: {message.message}")
+        self.notify(message.message, severity="error")
+
+    # -- screens -------------------------------------------------------------------------
+    def _clear_screens(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def show_run(self, run: Any, train: bool = False) -> None:
+        """Replace whatever is shown by the explorer of ``run``."""
+        from grok_tui.screens.run import RunScreen
+
+        self._clear_screens()
+        self.push_screen(RunScreen(self.store, run, train=train))
+
+    def _picked(self, run_id: str | None) -> None:
+        if run_id == NEW_RUN:
+            self.action_new_run()
+        elif run_id:
+            self.open_run_id(run_id)
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def open_run_id(self, run_id: str) -> None:
+        try:
+            run = self.store.open(run_id)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(EngineFailed(str(exc)))
+            return
+        self.call_from_thread(self.show_run, run)
+
+    def _new_run_requested(self, request: NewRunRequest | None) -> None:
+        if request is not None:
+            self.create_run(request)
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def create_run(self, request: NewRunRequest) -> None:
+        try:
+            run = self.store.create(request.config, run_id=request.run_id)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(EngineFailed(str(exc)))
+            return
+        self.call_from_thread(self.show_run, run, True)
+
+    # -- actions -------------------------------------------------------------------------
+    def action_open_run(self) -> None:
+        if self.store is None:
+            return
+        self.list_runs()
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def list_runs(self) -> None:
+        summaries = self.store.summaries()
+        self.call_from_thread(self.push_screen,
+                              RunPickerScreen(summaries, str(self.runs_dir)), self._picked)
+
+    def action_new_run(self) -> None:
+        if self.store is None:
+            return
+        self.push_screen(NewRunScreen(first_run=False), self._new_run_requested)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        pane = getattr(self.screen, "current_pane", None)
+        rows = binding_rows(self, collect_sections(self.screen, pane))
+        self.push_screen(HelpScreen(rows))
+
+
+def run_exists(runs_dir: Path, run_id: str) -> bool:
+    """Cheap check before the app starts (no torch): the run folder has its config.json."""
+    return "/" not in run_id and run_id not in (".", "..") and (runs_dir / run_id / "config.json").is_file()
+
+
+def run_app(run_id: str | None, runs_dir: str | None) -> int:
+    """Run the app; an unknown RUN is refused with one line and exit code 2 before it starts."""
+    root = resolve_runs_dir(runs_dir)
+    if run_id is not None and not run_exists(root, run_id):
+        have = sorted(e.name for e in root.iterdir() if (e / "config.json").is_file()) \
+            if root.is_dir() else []
+        shown = ", ".join(have[:10]) + (" ..." if len(have) > 10 else "")
+        print(f"grok-tui: run {run_id!r} does not exist in {root}: have {shown or 'no runs'}",
+              file=sys.stderr)
+        return 2
+    GrokApp(run_id, root).run()
+    return 0

@@ -1,0 +1,85 @@
+"""``grok-tui export RUN [--checkpoint EPOCH] [--study NAME] [--out PATH] [--all]``.
+
+Writes the studies of one checkpoint (default: the last) as CSV files (grok_engine.export)
+and prints each study's headline scalars, so the notebook's findings (PC1+PC2 explained
+variance, probe R^2, neurons above 0.9, accuracy after keeping only PC1, ...) read straight
+off the terminal. Unknown run, checkpoint or study: one line listing what exists, exit 2.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from grok_tui.cli import Parser, _add_runs_dir, fail
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="grok-tui export",
+                    description="Write the studies of a checkpoint to CSV files.")
+    parser.add_argument("run", metavar="RUN", help="a run id (see grok-tui runs)")
+    parser.add_argument("--checkpoint", metavar="EPOCH", default=None,
+                        help="epoch of the checkpoint (default: the last)")
+    parser.add_argument("--study", metavar="NAME", action="append", default=None,
+                        help="a study to write (repeatable; default: every study)")
+    parser.add_argument("--all", action="store_true", help="every study (the default)")
+    parser.add_argument("--out", metavar="PATH", default=None,
+                        help="folder to write into (default exports/RUN/epoch<EPOCH>)")
+    _add_runs_dir(parser)
+    return parser
+
+
+def format_scalar(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_scalar(v) for v in value) + "]"
+    try:  # numpy scalars
+        return format_scalar(value.item())
+    except (AttributeError, ValueError):
+        return str(value)
+
+
+def run_export(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.all and args.study:
+        return fail("give --study NAME or --all, not both")
+    from grok_engine.errors import GrokError
+    from grok_engine.studies import STUDY_MODULES
+
+    for name in args.study or []:
+        if name not in STUDY_MODULES:
+            return fail(f"study {name!r} does not exist: choose one of {', '.join(STUDY_MODULES)}")
+    try:
+        epoch_asked = int(args.checkpoint) if args.checkpoint is not None else None
+    except ValueError:
+        return fail(f"--checkpoint {args.checkpoint!r} is not an integer epoch")
+
+    from grok_engine.context import context_for
+    from grok_engine.export import export_all
+    from grok_engine.store import RunStore
+
+    try:
+        run = RunStore(args.runs_dir).open(args.run)
+        epochs = run.checkpoint_epochs()
+        if not epochs:
+            return fail(f"run {run.id} has no checkpoints yet")
+        epoch = epochs[-1] if epoch_asked is None else epoch_asked
+        if epoch not in epochs:
+            shown = ", ".join(map(str, epochs[:12])) + (" ..." if len(epochs) > 12 else "")
+            return fail(f"checkpoint epoch={epoch} does not exist in run {run.id}: have {shown}")
+        folder = Path(args.out) if args.out else Path("exports") / run.id / f"epoch{epoch}"
+        ctx = context_for(run, epoch)
+
+        def report(result, paths: list[Path]) -> None:
+            scalars = "  ".join(f"{k}={format_scalar(v)}" for k, v in result.scalars.items())
+            print(f"{result.study}: {len(paths)} files" + (f"  {scalars}" if scalars else ""))
+
+        written = export_all(ctx, folder, studies=args.study, on_result=report)
+    except GrokError as exc:
+        return fail(str(exc))
+    print(f"wrote {len(written)} files for run {run.id} epoch {epoch} in {folder}")
+    return 0

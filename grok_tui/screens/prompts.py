@@ -1,0 +1,96 @@
+"""Small modals that ask for one value: an epoch to go to, how many more epochs to train,
+where to export. Each returns its value through ``dismiss`` (None when cancelled)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+
+class PromptScreen(ModalScreen):
+    """A question, an input prefilled with a proposal, an inline error line.
+
+    Enter accepts (when :meth:`parse` accepts the text), Escape cancels.
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str, hint: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="prompt"):
+            yield Label(self.title_text, classes="prompt-title")
+            yield Input(self.value, id="prompt-input", select_on_focus=False)
+            yield Static(self.hint, classes="prompt-hint")
+            yield Static("", id="prompt-error", classes="field-error")
+
+    def on_mount(self) -> None:
+        self.query_one(Vertical).border_title = self.title_text
+        self.query_one(Input).focus()
+
+    def parse(self, text: str):
+        """The value to return for ``text``; raise ValueError with a message to refuse it."""
+        return text
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        try:
+            value = self.parse(event.value.strip())
+        except ValueError as exc:
+            self.query_one("#prompt-error", Static).update(str(exc))
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ExportScreen(PromptScreen):
+    """Where to write a CSV (a file for `e`, a folder for `E`)."""
+
+    def parse(self, text: str) -> str:
+        if not text:
+            raise ValueError("give a path")
+        return text
+
+
+class GotoEpochScreen(PromptScreen):
+    """An epoch; the app moves to the nearest checkpoint."""
+
+    def __init__(self, epochs: list[int], current: int) -> None:
+        shown = f"{epochs[0]} .. {epochs[-1]}" if epochs else "none"
+        super().__init__("Go to epoch", str(current), f"checkpoints: {shown} (nearest is taken)")
+        self.epochs = epochs
+
+    def parse(self, text: str) -> int:
+        try:
+            epoch = int(text)
+        except ValueError:
+            raise ValueError(f"epoch={text!r} is not an integer") from None
+        if epoch < 0:
+            raise ValueError(f"epoch={epoch} is out of range: allowed >= 0")
+        return epoch
+
+
+class EpochsPrompt(PromptScreen):
+    """How many more epochs to train."""
+
+    def __init__(self, done: int, default: int = 1000) -> None:
+        super().__init__("Continue training", str(default),
+                         f"more epochs after epoch {done}")
+
+    def parse(self, text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise ValueError(f"epochs={text!r} is not an integer") from None
+        if n < 1:
+            raise ValueError(f"epochs={n} is out of range: allowed >= 1")
+        return n

@@ -1,0 +1,94 @@
+"""End to end: the installed ``grok-tui`` command in a real terminal (tmux, 100x30).
+
+Opens a tiny run, steps to the previous checkpoint, switches pane and back, exports the
+Training pane with ``e`` + Enter, and reads the screen and the CSV it wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tui"))
+from tui_fixtures import make_tiny_run  # noqa: E402
+
+TMUX = shutil.which("tmux")
+
+
+def grok_tui_command() -> str | None:
+    return shutil.which("grok-tui") or next(
+        (str(p) for p in [Path(sys.prefix) / "bin" / "grok-tui"] if p.exists()), None)
+
+
+def capture(session: str) -> str:
+    return subprocess.run([TMUX, "capture-pane", "-p", "-t", session], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def wait_for(session: str, pattern: str, timeout: float = 60.0) -> re.Match:
+    deadline = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < deadline:
+        screen = capture(session)
+        match = re.search(pattern, screen)
+        if match:
+            return match
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} never appeared; the screen was:\n{screen}")
+
+
+def keys(session: str, *names: str) -> None:
+    subprocess.run([TMUX, "send-keys", "-t", session, *names], check=True)
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+@pytest.mark.timeout(180)
+def test_grok_tui_in_tmux(tmp_path):
+    command = grok_tui_command()
+    if command is None:
+        pytest.skip("the grok-tui command is not installed (pip install -e .)")
+    make_tiny_run(tmp_path / "runs", "tiny")
+    session = f"grok-e2e-{uuid.uuid4().hex[:8]}"
+    env_prefix = f"cd {tmp_path} && OMP_NUM_THREADS=1 "
+    subprocess.run([TMUX, "new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+                    env_prefix + f"{command} tiny --runs-dir runs"], check=True,
+                   env={**os.environ, "TERM": "xterm-256color"})
+    try:
+        wait_for(session, r"tiny\s+epoch 200 \(5/5\)")
+        keys(session, "Left")
+        wait_for(session, r"epoch 150 \(4/5\)")
+        keys(session, "2")
+        wait_for(session, r"2 Embedding")
+        keys(session, "1")
+        keys(session, "e")
+        wait_for(session, r"exports/tiny/curves_curves_epoch150\.csv")
+        keys(session, "Enter")
+        csv_path = tmp_path / "exports" / "tiny" / "curves_curves_epoch150.csv"
+        deadline = time.monotonic() + 30
+        while not csv_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert csv_path.exists(), capture(session)
+        with open(csv_path) as fh:
+            header = next(csv.reader(fh))
+        assert header == ["epoch", "train_loss", "test_loss", "train_acc", "test_acc"]
+        wait_for(session, r"wrote exports/tiny/curves_curves_epoch150\.csv")
+        keys(session, "q")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            alive = subprocess.run([TMUX, "has-session", "-t", session], capture_output=True)
+            if alive.returncode != 0:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("grok-tui did not quit on q")
+    finally:
+        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)

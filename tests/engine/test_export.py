@@ -1,0 +1,143 @@
+"""CSV export: tables, grids, a whole study result, every study of a checkpoint, and the
+``grok-tui export`` command (on a tiny run: p=7, 6 epochs)."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from grok_engine.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from grok_engine.errors import GrokError
+from grok_engine.export import export_all, export_result, write_csv
+from grok_engine.results import Grid, StudyResult, Table
+
+
+def read(path) -> list[list[str]]:
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def test_table_is_header_then_rows_at_full_precision(tmp_path):
+    t = Table("pca", {"component": np.array([1, 2]), "explained": np.array([0.1 + 0.2, np.nan]),
+                      "label": ["x", "y,z"]})
+    path = write_csv(t, tmp_path / "deep" / "pca.csv")
+    assert read(path) == [["component", "explained", "label"],
+                          ["1", "0.30000000000000004", "x"], ["2", "nan", "y,z"]]
+
+
+def test_grid_has_axis_corner_and_labels(tmp_path):
+    g = Grid("logits", np.arange(6.0).reshape(2, 3), "a", "b", [0, 1], [5, 6, 7])
+    rows = read(write_csv(g, tmp_path / "g.csv"))
+    assert rows[0] == ["a\\b", "5", "6", "7"]
+    assert rows[1:] == [["0", "0.0", "1.0", "2.0"], ["1", "3.0", "4.0", "5.0"]]
+
+
+def test_unwritable_path_is_a_grok_error_naming_it(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    t = Table("t", {"k": [1]})
+    with pytest.raises(GrokError, match=str(blocker)):
+        write_csv(t, blocker / "sub" / "t.csv")
+    with pytest.raises(GrokError, match="is a folder"):
+        write_csv(t, tmp_path)
+
+
+def test_write_is_atomic_no_temp_files_left(tmp_path):
+    t = Table("t", {"k": list(range(1000))})
+    write_csv(t, tmp_path / "t.csv")
+    write_csv(Table("t", {"k": [1]}), tmp_path / "t.csv")  # replaced whole
+    assert sorted(os.listdir(tmp_path)) == ["t.csv"]
+    assert read(tmp_path / "t.csv") == [["k"], ["1"]]
+
+
+def test_export_result_names_files_by_study_and_item(tmp_path):
+    r = StudyResult("embedding", 100, scalars={"pc12_explained": 0.97})
+    r.add(Table("pca", {"component": [1], "explained": [0.5]}))
+    r.add(Grid("W_E", np.eye(2), "token", "d_model", [0, 1], [0, 1]))
+    paths = export_result(r, tmp_path / "out")
+    assert sorted(p.name for p in paths) == ["embedding_W_E.csv", "embedding_pca.csv",
+                                             "embedding_scalars.csv"]
+    assert read(tmp_path / "out" / "embedding_scalars.csv") == [["name", "value"],
+                                                                ["pc12_explained", "0.97"]]
+
+
+def _tiny_run(runs_dir):
+    import torch
+
+    from grok_engine.store import RunStore
+
+    torch.set_num_threads(1)
+    cfg = RunConfig(task=TaskConfig(task="mod_add", p=7, frac_train=0.6),
+                    model=ModelConfig(n_heads=2, d_model=32, d_head=16, d_mlp=64),
+                    train=TrainConfig(epochs=6, checkpoint_every=3, device="cpu"))
+    run = RunStore(runs_dir).create(cfg, run_id="tiny")
+    run.trainer().run(callback=run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return _tiny_run(tmp_path_factory.mktemp("export_runs"))
+
+
+def test_export_all_writes_every_registered_study(tiny_run, tmp_path):
+    from grok_engine.context import context_for
+    from grok_engine.studies import STUDY_MODULES
+
+    seen = []
+    paths = export_all(context_for(tiny_run, 6), tmp_path, on_result=lambda r, p: seen.append(r.study))
+    assert seen == list(STUDY_MODULES)
+    for study in STUDY_MODULES:
+        assert any(p.name.startswith(f"{study}_") for p in paths), study
+    assert all(p.exists() for p in paths)
+
+
+def test_export_all_without_a_run_leaves_out_run_studies(tiny_run, tmp_path):
+    from grok_engine.context import context_from_weights
+
+    ctx = context_from_weights(tiny_run.config, tiny_run.load_checkpoint(6), epoch=6)
+    seen = []
+    export_all(ctx, tmp_path, on_result=lambda r, p: seen.append(r.study))
+    assert "progress" not in seen and "curves" not in seen and "embedding" in seen
+    with pytest.raises(GrokError, match="needs a run"):
+        export_all(ctx, tmp_path, studies=["progress"])
+
+
+def test_cli_export_all_prints_headline_scalars(tiny_run, tmp_path, capsys):
+    from grok_tui.cli import main
+
+    out = tmp_path / "out"
+    code = main(["export", "tiny", "--all", "--out", str(out), "--runs-dir", str(tiny_run.path.parent)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "embedding:" in text and "probe:" in text and "wrote" in text
+    assert (out / "embedding_scalars.csv").exists()
+
+
+def test_cli_export_one_study_at_a_checkpoint(tiny_run, tmp_path, capsys):
+    from grok_tui.cli import main
+
+    code = main(["export", "tiny", "--checkpoint", "3", "--study", "attention", "--out",
+                 str(tmp_path), "--runs-dir", str(tiny_run.path.parent)])
+    assert code == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names and all(n.startswith("attention_") for n in names)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["export", "nope"], "run 'nope' does not exist"),
+    (["export", "tiny", "--checkpoint", "4"], "checkpoint epoch=4 does not exist in run tiny: have 0, 3, 6"),
+    (["export", "tiny", "--study", "bogus"], "study 'bogus' does not exist: choose one of curves"),
+    (["export", "tiny", "--checkpoint", "x"], "is not an integer"),
+    (["export"], "grok-tui export:"),
+])
+def test_cli_export_refuses_unknown_things_in_one_line(tiny_run, capsys, argv, expected):
+    from grok_tui.cli import main
+
+    code = main([*argv, "--runs-dir", str(tiny_run.path.parent)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
