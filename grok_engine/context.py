@@ -1,9 +1,13 @@
-"""The analysis context: one checkpoint's weights, the hooked model and one activation cache
-over every (a, b) pair, built once and shared by every study.
+"""The analysis context: one checkpoint's weights and its activations over every (a, b)
+pair, built once and shared by every study.
 
-Switching pane never recomputes the forward pass: studies read ``ctx.cache`` and
-``ctx.logits``. :class:`ContextCache` keeps the last few checkpoints (an LRU) so stepping
-back and forth through checkpoints is a dictionary lookup.
+What the studies read at '=' (logits, the attention pattern from '=', the MLP's pre- and
+post-activations, resid_mid) comes from one pass of ``grok_engine.fast.last_position``:
+per-token attention tables and the last layer at '=' only — the notebook's questions are all
+about that position. The hooked model and its full ``ActivationCache`` (every hook, every
+position, as ``model.run_with_cache`` gives it in the notebook) are built on first use of
+``ctx.model`` / ``ctx.cache``, once, and shared too. Switching pane never recomputes the
+forward pass. :class:`ContextCache` keeps the last few checkpoints (an LRU).
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ class Context:
     """Everything the studies need about one checkpoint.
 
     tokens [N, 3], labels [N] (N = p*p rows, a-major: row a*p + b; mod_div lacks b = 0);
-    logits [N, d_vocab_out] at the '=' position; cache: ActivationCache of
-    ``model.run_with_cache(tokens)`` (every hook, every position).
+    logits [N, d_vocab_out], neuron_acts / neuron_pre_acts [N, d_mlp] at '=';
+    ``cache``: ActivationCache of ``model.run_with_cache(tokens)``, built on first use.
     """
 
     config: RunConfig
@@ -36,18 +40,45 @@ class Context:
     weights: dict[str, torch.Tensor]
     dataset: Dataset
     run: "Run | None" = None
-    model: Any = field(init=False)
-    logits: torch.Tensor = field(init=False)
-    cache: Any = field(init=False)
+    last: Any = field(init=False)
+    _model: Any = field(init=False, default=None)
+    _cache: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        from grok_engine.model import HookedGrokTransformer  # imports transformer_lens
+        from grok_engine.fast import last_position
 
-        self.model = HookedGrokTransformer(self.config.task, self.config.model, self.weights)
-        self.model.eval()
         with torch.inference_mode():
-            logits, self.cache = self.model.run_with_cache(self.dataset.tokens)
-        self.logits = logits[:, -1]
+            self.last = last_position(self.weights, self.tokens[:, 0], self.tokens[:, 1],
+                                      self.config.model)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """Logits at '=': [N, d_vocab_out]."""
+        return self.last.logits
+
+    @property
+    def model(self) -> Any:
+        """The HookedGrokTransformer with these weights (imports transformer_lens once)."""
+        if self._model is None:
+            from grok_engine.model import HookedGrokTransformer
+
+            self._model = HookedGrokTransformer(self.config.task, self.config.model, self.weights)
+            self._model.eval()
+        return self._model
+
+    @property
+    def cache(self) -> Any:
+        """ActivationCache of ``model.run_with_cache(tokens)``: every hook, every position."""
+        if self._cache is None:
+            with torch.inference_mode():
+                _, self._cache = self.model.run_with_cache(self.tokens)
+        return self._cache
+
+    def pattern_from_eq(self, layer: int) -> torch.Tensor:
+        """Attention pattern from '=' of ``layer``: [N, head, 3] (key positions a, b, '=')."""
+        if layer == self.config.model.n_layers - 1:
+            return self.last.pattern
+        return self.cache["pattern", layer, "attn"][:, :, -1, :]
 
     # -- conveniences in the notebook's names --------------------------------------------
     @property
@@ -76,11 +107,12 @@ class Context:
     @property
     def neuron_acts(self) -> torch.Tensor:
         """Post-activation of the last layer's MLP at '=': [N, d_mlp]."""
-        return self.cache["post", self.config.model.n_layers - 1, "mlp"][:, -1, :]
+        return self.last.post
 
     @property
     def neuron_pre_acts(self) -> torch.Tensor:
-        return self.cache["pre", self.config.model.n_layers - 1, "mlp"][:, -1, :]
+        """Pre-activation of the last layer's MLP at '=': [N, d_mlp]."""
+        return self.last.pre
 
     def to_grid(self, values: torch.Tensor | np.ndarray) -> np.ndarray:
         """Per-row values [N, ...] -> [p, p, ...] over (a, b); NaN where a row is absent."""

@@ -22,6 +22,8 @@ biases: adding zeros is exact, but costs an op and an autograd node each).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -53,26 +55,29 @@ def _act(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
 
 
 def _mlp_and_unembed(w: dict[str, torch.Tensor], layer: int, resid_mid: torch.Tensor,
-                     cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """resid_mid [n, d_model] at the last position -> (logits [n, d_vocab_out], post [n, d_mlp])"""
+                     cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """resid_mid [n, d_model] at the last position -> (logits [n, d_vocab_out],
+    pre [n, d_mlp], post [n, d_mlp])"""
     pre = f"blocks.{layer}.mlp."
-    hidden = _act(_plus(_ln(w, f"blocks.{layer}.ln2", resid_mid, cfg) @ w[pre + "W_in"], w, pre + "b_in"), cfg)
+    hidden_pre = _plus(_ln(w, f"blocks.{layer}.ln2", resid_mid, cfg) @ w[pre + "W_in"], w, pre + "b_in")
+    hidden = _act(hidden_pre, cfg)
     W_U = w["unembed.W_U"]
     if cfg.normalization == "LN":
         resid_post = _plus(resid_mid + hidden @ w[pre + "W_out"], w, pre + "b_out")
-        return _plus(layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U, w, "unembed.b_U"), hidden
+        return _plus(layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U, w, "unembed.b_U"), hidden_pre, hidden
     # Without a final LayerNorm the unembedding is linear in the MLP output, so go through
     # W_logit = W_out @ W_U [d_mlp, d_vocab_out]: d_vocab_out is often far below d_model.
     W_logit = w[pre + "W_out"] @ W_U
     logits = resid_mid @ W_U + hidden @ W_logit
     if pre + "b_out" in w:
         logits = logits + w[pre + "b_out"] @ W_U
-    return _plus(logits, w, "unembed.b_U"), hidden
+    return _plus(logits, w, "unembed.b_U"), hidden_pre, hidden
 
 
 def _one_layer_resid_mid(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
-                         cfg: ModelConfig) -> torch.Tensor:
-    """The notebook's 1-layer model: resid_mid at '=' [n, d_model] from per-token tables."""
+                         cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The notebook's 1-layer model at '=' from per-token tables: (resid_mid [n, d_model],
+    attention pattern from '=' [n, head, 3])."""
     W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
     eq = W_E.shape[0] - 1  # the '=' token is the last of the vocabulary
     p = eq
@@ -93,12 +98,13 @@ def _one_layer_resid_mid(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.T
     attn_out = ((pattern[..., 0, None] * vo.index_select(0, a).view(-1, H, D)).sum(1)
                 + (pattern[..., 1, None] * vo.index_select(0, ib).view(-1, H, D)).sum(1))
     attn_out = _plus(attn_out + pattern[..., 2] @ vo[-1].view(H, D), w, att + "b_O")
-    return resid_pre[-1] + attn_out
+    return resid_pre[-1] + attn_out, pattern
 
 
 def _attention(w: dict[str, torch.Tensor], layer: int, x: torch.Tensor, cfg: ModelConfig,
-               last_only: bool) -> torch.Tensor:
-    """x [n, pos, d_model] (normalised) -> attn_out [n, pos or 1, d_model], causal."""
+               last_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [n, pos, d_model] (normalised) -> (attn_out [n, pos or 1, d_model],
+    pattern [n, head, pos or 1, pos]), causal."""
     att = f"blocks.{layer}.attn."
     xq = x[:, -1:] if last_only else x
     q = _plus(torch.einsum("npd,hde->nphe", xq, w[att + "W_Q"]), w, att + "b_Q")
@@ -109,37 +115,59 @@ def _attention(w: dict[str, torch.Tensor], layer: int, x: torch.Tensor, cfg: Mod
         n_pos = x.shape[1]
         mask = torch.tril(torch.ones(n_pos, n_pos, dtype=torch.bool, device=x.device))
         scores = scores.masked_fill(~mask, float("-inf"))
-    z = torch.einsum("nhqk,nkhe->nqhe", torch.softmax(scores, -1), v)
-    return _plus(torch.einsum("nqhe,hed->nqd", z, w[att + "W_O"]), w, att + "b_O")
+    pattern = torch.softmax(scores, -1)
+    z = torch.einsum("nhqk,nkhe->nqhe", pattern, v)
+    return _plus(torch.einsum("nqhe,hed->nqd", z, w[att + "W_O"]), w, att + "b_O"), pattern
 
 
 def _deep_resid_mid(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
-                    cfg: ModelConfig) -> torch.Tensor:
-    """Any depth: layers 0..L-2 on every position, the last on position 2 only."""
+                    cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Any depth: layers 0..L-2 on every position, the last on position 2 only.
+    Returns (resid_mid [n, d_model], last layer's pattern from '=' [n, head, 3])."""
     W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
     tokens = torch.stack([a, b, torch.full_like(a, W_E.shape[0] - 1)], 1)
     resid = W_E[tokens] + W_pos  # [n, 3, d_model]
     last = cfg.n_layers - 1
     for layer in range(last):
         pre = f"blocks.{layer}."
-        resid = resid + _attention(w, layer, _ln(w, pre + "ln1", resid, cfg), cfg, last_only=False)
+        resid = resid + _attention(w, layer, _ln(w, pre + "ln1", resid, cfg), cfg, last_only=False)[0]
         hidden = _act(_plus(_ln(w, pre + "ln2", resid, cfg) @ w[pre + "mlp.W_in"], w, pre + "mlp.b_in"), cfg)
         resid = _plus(resid + hidden @ w[pre + "mlp.W_out"], w, pre + "mlp.b_out")
     x = _ln(w, f"blocks.{last}.ln1", resid, cfg)
-    return resid[:, -1] + _attention(w, last, x, cfg, last_only=True)[:, 0]
+    attn_out, pattern = _attention(w, last, x, cfg, last_only=True)
+    return resid[:, -1] + attn_out[:, 0], pattern[:, :, 0]
+
+
+@dataclass
+class LastPosition:
+    """The last layer's activations at '=' for every row: the hooked model's
+    ``logits[:, -1]``, ``blocks.L.attn.hook_pattern[:, :, -1]`` [n, head, 3],
+    ``blocks.L.hook_resid_mid[:, -1]``, ``blocks.L.mlp.hook_pre[:, -1]`` and ``hook_post[:, -1]``."""
+
+    logits: torch.Tensor
+    pattern: torch.Tensor
+    resid_mid: torch.Tensor
+    pre: torch.Tensor
+    post: torch.Tensor
+
+
+def last_position(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                  cfg: ModelConfig) -> LastPosition:
+    """Everything the analyses read at '=' without running (or caching) the other positions
+    of the last layer."""
+    if cfg.n_layers == 1:
+        resid_mid, pattern = _one_layer_resid_mid(w, a, b, cfg)
+    else:
+        resid_mid, pattern = _deep_resid_mid(w, a, b, cfg)
+    logits, pre, post = _mlp_and_unembed(w, cfg.n_layers - 1, resid_mid, cfg)
+    return LastPosition(logits, pattern, resid_mid, pre, post)
 
 
 def last_activations(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
                      cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The last layer at '=' for the rows ``[a, b, =]``: (logits [n, d_vocab_out],
-    resid_mid [n, d_model], post [n, d_mlp]) — the hooked model's ``logits[:, -1]``,
-    ``blocks.L.hook_resid_mid[:, -1]`` and ``blocks.L.mlp.hook_post[:, -1]``."""
-    if cfg.n_layers == 1:
-        resid_mid = _one_layer_resid_mid(w, a, b, cfg)
-    else:
-        resid_mid = _deep_resid_mid(w, a, b, cfg)
-    logits, post = _mlp_and_unembed(w, cfg.n_layers - 1, resid_mid, cfg)
-    return logits, resid_mid, post
+    """(logits [n, d_vocab_out], resid_mid [n, d_model], post [n, d_mlp]) at '='."""
+    out = last_position(w, a, b, cfg)
+    return out.logits, out.resid_mid, out.post
 
 
 def last_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,

@@ -31,8 +31,7 @@ def attention(ctx, layer: int = 0) -> StudyResult:
     absent, e.g. b = 0 for mod_div). ``layer``: which attention layer (default 0, the
     notebook's only one)."""
     layer = check_layer(ctx, layer)
-    # pattern [N, head, query, key]; the query '=' is the last position.
-    from_eq = ctx.cache["pattern", layer, "attn"][:, :, -1, :].double().cpu().numpy()  # [N, H, 3]
+    from_eq = ctx.pattern_from_eq(layer).double().cpu().numpy()  # [N, H, 3]
     mean = from_eq.mean(axis=0)  # [H, 3]
     n_heads = mean.shape[0]
     p = ctx.p
