@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from grok_engine.store import RunStore
 from grok_tui.cli import main
@@ -25,13 +24,6 @@ def grok_tui_command() -> list[str]:
     exe = Path(sys.executable).with_name("grok-tui")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "grok_tui.cli"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -29,13 +29,6 @@ TL3_MODULE = "transformer_lens.config.hooked_transformer_config"
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @contextlib.contextmanager
 def fake_tl3_module():

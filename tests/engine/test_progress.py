@@ -20,14 +20,6 @@ from grok_engine.weights import init_weights
 TINY = dict(d_model=32, d_mlp=64, n_heads=2, d_head=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls: a second thread only adds OpenMP waits on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def make_run(root, epochs=150, p=11):
     cfg = RunConfig().replace(task="mod_add", p=p, frac_train=0.5, epochs=epochs, checkpoint_every=50, **TINY)

@@ -23,13 +23,6 @@ from grok_engine.store import RunStore
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_config(**overrides) -> RunConfig:
     base = dict(task="mod_add", p=7, frac_train=0.5, n_heads=2, d_model=32, d_head=16, d_mlp=64,

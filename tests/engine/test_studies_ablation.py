@@ -14,14 +14,6 @@ from grok_engine.weights import init_weights
 TINY = dict(d_model=32, d_mlp=64, n_heads=2, d_head=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls: a second thread only adds OpenMP waits on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def add_ctx(one_thread):

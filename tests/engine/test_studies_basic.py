@@ -95,15 +95,6 @@ def col(result: StudyResult, table: str, column: str) -> np.ndarray:
     return np.asarray(result.tables[table].columns[column])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread. On a shared, loaded CPU a thread pool turns a 2 ms
-    forward pass into 100 ms of spinning, and the per-sample loops make hundreds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(params=["tiny_ctx_add", "tiny_ctx_mod", "tiny_ctx_div"])
 def ctx(request):

@@ -57,14 +57,6 @@ def embedding_with_freqs(p, d_model, freqs, noise=0.0, seed=0):
     return (W + noise * torch.randn(p, d_model, generator=gen, dtype=torch.float64)).float()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls: a second thread only adds OpenMP waits on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def trained_ctx(one_thread):

@@ -11,14 +11,6 @@ from grok_engine.store import RunStore
 from grok_engine.train import Checkpoint, Metrics, Progress, Trainer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and far faster on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_config(**overrides) -> RunConfig:
     base = dict(task="mod_add", p=11, frac_train=0.5, n_heads=2, d_model=32, d_head=16, d_mlp=64,
