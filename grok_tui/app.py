@@ -46,6 +46,22 @@ def leave_a_core_for_the_ui() -> None:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - 1)))
 
 
+def warm_study_imports() -> None:
+    """Import what the studies need (transformer_lens, scikit-learn: seconds) while the user
+    reads the first screen, not on the first checkpoint switch. A failure here is not
+    fatal: the study that needs the module reports it when it runs."""
+    try:
+        import sklearn.model_selection  # noqa: F401
+
+        import grok_engine.model  # noqa: F401
+        from grok_engine.studies import STUDY_MODULES, get_study
+
+        for name in STUDY_MODULES:
+            get_study(name)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 class GrokApp(App):
     """The grokking explorer."""
 
@@ -79,6 +95,7 @@ class GrokApp(App):
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def load_engine(self) -> None:
+        """Import the engine and list the runs, off the UI thread."""
         try:
             from grok_engine.store import RunStore  # torch
 
@@ -90,6 +107,8 @@ class GrokApp(App):
                 self.post_message(EngineLoaded(store, None, store.summaries()))
         except Exception as exc:  # noqa: BLE001 - one line, never a traceback
             self.post_message(EngineFailed(str(exc) or type(exc).__name__))
+            return
+        warm_study_imports()
 
     def on_engine_loaded(self, message: EngineLoaded) -> None:
         self.store = message.store
