@@ -32,9 +32,12 @@ class Figure:
     ratio: float | None = None  # anchor / ours: how many times faster (or smaller) we are
     target: float | None = None  # the ratio we aim for
     note: str = ""
+    absolute: bool | None = None  # a target on our figure alone (e.g. peak RSS < 2 GiB): met or not
 
     @property
     def verdict(self) -> str:
+        if self.absolute is not None:
+            return "PASS" if self.absolute else "FAIL"
         if self.target is None or self.ratio is None:
             return "-"
         return "PASS" if self.ratio >= self.target else "FAIL"
