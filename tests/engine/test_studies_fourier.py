@@ -177,7 +177,8 @@ def test_fourier_study_matches_the_notebooks_cells(trained_ctx):
     ref = (W_logit @ fb.T).norm(dim=0)
     assert np.allclose(np.asarray(res.tables["w_logit_norms"].columns["norm"]), ref.numpy(), rtol=1e-5, atol=1e-6)
     ref = fb @ neuron_acts[:, 5].reshape(p, p) @ fb.T
-    assert np.allclose(res.grids["neuron_fourier"].values, ref.numpy(), atol=1e-5)
+    # float32 sums in another order: tolerance relative to the grid's scale (values ~20)
+    assert np.allclose(res.grids["neuron_fourier"].values, ref.numpy(), atol=2e-6 * np.abs(ref.numpy()).max())
     assert res.grids["neuron_fourier"].row_labels == res.grids["neuron_fourier"].col_labels == fourier_basis(p).names
 
     # logit periodicity: the literal cubes

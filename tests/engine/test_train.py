@@ -107,3 +107,21 @@ def test_resume_without_optimizer_state_would_differ(runs_dir):
     fresh_optimizer.run()
     w1, w2 = fresh_optimizer.weights(), straight.weights()
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_hand_written_backward_trains_like_autograd(monkeypatch):
+    """The notebook's model at small p takes one_layer's backward; the autograd path on the
+    same config follows the same curve (to float32 rounding over 60 epochs)."""
+    import grok_engine.train as train_module
+
+    cfg = tiny_config(task="add", p=10, frac_train=0.72, epochs=60)
+    manual = Trainer(cfg)
+    assert manual.manual
+    monkeypatch.setattr(train_module, "MANUAL_MAX_P", 0)
+    auto = Trainer(cfg)
+    assert not auto.manual
+    m1, m2 = manual.run(), auto.run()
+    np.testing.assert_allclose(m1.train_loss, m2.train_loss, rtol=1e-4)
+    np.testing.assert_allclose(m1.test_loss, m2.test_loss, rtol=1e-4)
+    for name, value in manual.weights().items():
+        torch.testing.assert_close(value, auto.weights()[name], rtol=1e-3, atol=1e-4)
