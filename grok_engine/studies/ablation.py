@@ -5,9 +5,13 @@ the embedding of the a and b tokens (positions 0 and 1, not '=') by
 ``mean + ((emb - mean) . pc1) pc1`` and compares the accuracy before and after. On its
 p=10 addition run accuracy falls from 1.00 to 0.42 (58 failing pairs): PC2 matters.
 
-Here the kept components are an option (``keep``, 1-based, default PC1 only) and the hook
-projects every row at once (the notebook loops over rows and positions inside the hook),
-in one ``run_with_hooks`` call over all rows.
+Here the kept components are an option (``keep``, 1-based, default PC1 only). The hook
+only ever changes the embedding of a token at positions 0 and 1, and '=' never sits there,
+so the same ablation is the model with the p number rows of ``W_E`` projected: one fast
+last-position pass over all rows (``fast.last_logits``), not a hooked forward of every
+position (at p=113 that took the app's checkpoint switch from ~2.6 s to well under the
+rest of the panes). ``tests/engine/test_studies_ablation.py`` holds it to the notebook's
+hook.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ import numpy as np
 import torch
 
 from grok_engine.errors import GrokError
+from grok_engine.fast import last_logits
 from grok_engine.results import Grid, StudyResult, Table
 from grok_engine.studies import register
 from grok_engine.studies.embedding import embedding_pca
-
-EMBED_HOOK = "hook_embed"
 
 
 def parse_keep(keep: Any, n_components: int) -> tuple[int, ...]:
@@ -50,17 +53,15 @@ def parse_keep(keep: Any, n_components: int) -> tuple[int, ...]:
     return tuple(sorted({int(v) for v in values}))
 
 
-def pc_projection_hook(mean: torch.Tensor, kept: torch.Tensor):
-    """A ``hook_embed`` hook: embeddings at positions 0 and 1 -> mean + their projection
-    onto the rows of ``kept`` [m, d_model] (orthonormal). Position 2 ('=') is untouched."""
-
-    def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:  # [batch, pos, d_model]
-        out = activation.clone()
-        centred = activation[:, :2] - mean
-        out[:, :2] = (centred @ kept.T) @ kept + mean
-        return out
-
-    return hook
+def ablated_logits(ctx, mean: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Logits at '=' [rows, d_vocab_out] with the number tokens' embeddings replaced by
+    ``mean + ((W_E[t] - mean) @ kept.T) @ kept``; ``kept`` [m, d_model] orthonormal rows."""
+    w = dict(ctx.weights)
+    W_E = w["embed.W_E"]
+    p = ctx.p
+    w["embed.W_E"] = torch.cat([((W_E[:p] - mean) @ kept.T) @ kept + mean, W_E[p:]])
+    with torch.inference_mode():
+        return last_logits(w, ctx.tokens[:, 0], ctx.tokens[:, 1], ctx.config.model)
 
 
 @register("ablation")
@@ -72,9 +73,7 @@ def ablation(ctx, keep: Any = (1,)) -> StudyResult:
     kept_ids = parse_keep(keep, components.shape[0])
     dtype = ctx.weights["embed.W_E"].dtype
     kept = components[[k - 1 for k in kept_ids]].to(dtype)
-    hook = pc_projection_hook(mean.to(dtype), kept)
-    with torch.inference_mode():
-        ablated = ctx.model.run_with_hooks(ctx.tokens, fwd_hooks=[(EMBED_HOOK, hook)])[:, -1]
+    ablated = ablated_logits(ctx, mean.to(dtype), kept)
     labels = ctx.labels
     before = ctx.logits.argmax(-1) == labels
     predicted = ablated.argmax(-1)

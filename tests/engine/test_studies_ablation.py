@@ -76,14 +76,12 @@ def test_batched_hook_matches_the_notebooks_per_row_hook(add_ctx, keep):
     assert res.grids["failures"].centered is False
 
 
-def test_the_hook_gives_the_notebooks_ablated_logits(add_ctx):
-    from grok_engine.studies.ablation import pc_projection_hook
+def test_projected_W_E_gives_the_notebooks_hooked_logits(add_ctx):
+    from grok_engine.studies.ablation import ablated_logits
     from grok_engine.studies.embedding import embedding_pca
 
     mean, components, _, _ = embedding_pca(add_ctx.W_E)
-    with torch.no_grad():
-        ours = add_ctx.model.run_with_hooks(
-            add_ctx.tokens, fwd_hooks=[("hook_embed", pc_projection_hook(mean, components[:2]))])[:, -1]
+    ours = ablated_logits(add_ctx, mean.float(), components[:2].float())
     *_, theirs = notebook_ablation(add_ctx, (1, 2))
     assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
 
