@@ -61,13 +61,6 @@ class Rows:
                               torch.ones(p, dtype=torch.long, device=dev),
                               torch.tensor([2], device=dev)])
 
-    def first(self, n: int) -> "Rows":
-        """The first ``n`` rows (tables unchanged)."""
-        out = object.__new__(Rows)
-        out.p, out.n, out.tok, out.pos = self.p, n, self.tok, self.pos
-        out.idx3, out.idx2 = self.idx3[:n], self.idx2[:n]
-        return out
-
 
 @dataclass
 class Tables:
