@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
@@ -146,16 +147,21 @@ class Trainer:
         self.test_a = ds.tokens[ds.test_indices, 0].to(dev)
         self.test_b = ds.tokens[ds.test_indices, 1].to(dev)
         self.test_labels = ds.labels[ds.test_indices].to(dev)
-        self.manual = (config.task.p <= MANUAL_MAX_P
+        self.manual = (self.device.type == "cpu" and config.task.p <= MANUAL_MAX_P
                        and one_layer.supported(config.model, frozenset(self.params) | set(self.frozen)))
         if self.manual:
-            p = config.task.p
-            self._w = self.views(detach=True)
-            self._grads = self._per_name(self.flat.grad)
-            self._train_rows = one_layer.Rows(self.train_a, self.train_b, p)
-            self._test_rows = one_layer.Rows(self.test_a, self.test_b, p)
-            self._dlogp = one_layer.neg_onehot_over_n(self.train_labels, config.task.d_vocab_out)
-            self._tables: tuple[int, one_layer.Tables] | None = None  # (epoch, tables)
+            # numpy views of the flat weights and gradient: the hand-written backward
+            # writes into the same memory the torch AdamW steps.
+            p, H, d_out = config.task.p, config.model.n_heads, config.task.d_vocab_out
+            self._w = {n: v.numpy() for n, v in self.views(detach=True).items()}
+            self._grads = {n: v.numpy() for n, v in self._per_name(self.flat.grad).items()}
+            # One forward per epoch over the train rows then the test rows (see _run).
+            self._train_rows = one_layer.Rows(self.train_a.numpy(), self.train_b.numpy(), p, H)
+            self._all_rows = one_layer.Rows(torch.cat([self.train_a, self.test_a]).numpy(),
+                                            torch.cat([self.train_b, self.test_b]).numpy(), p, H)
+            self._train_np = (self.train_labels.numpy(), one_layer.onehot(self.train_labels.numpy(), d_out))
+            self._test_np = (self.test_labels.numpy(), one_layer.onehot(self.test_labels.numpy(), d_out))
+            self._forward: tuple[np.ndarray, one_layer.Saved] | None = None
 
     # -- parameters: one flat vector, leaf views per name ------------------------------
     def _build_params(self, weights: dict[str, torch.Tensor]) -> None:
@@ -231,30 +237,43 @@ class Trainer:
         return out
 
     # -- the loop ----------------------------------------------------------------------
+    # Each iteration of ``_run`` first evaluates the current weights (the test metrics of
+    # the epoch that made them), then takes the next step: ``_evaluate`` then ``_gradient``.
+    def _evaluate(self, need_test: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Test (loss, accuracy) of the current weights when ``need_test``."""
+        if not need_test:
+            return None
+        with torch.inference_mode():
+            logits = last_logits(self.views(detach=True), self.test_a, self.test_b, self.config.model)
+            return loss_fn(logits, self.test_labels), accuracy(logits, self.test_labels)
+
     def _gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Fill ``self.flat.grad`` for the train split; returns (train loss, train accuracy)."""
-        if self.manual:
-            rows = self._train_rows
-            logits, saved = one_layer.forward(self._w, rows, self.config.model, self._tables_now())
-            loss, dlogits = one_layer.loss_and_dlogits(logits, self.train_labels, self._dlogp)
-            one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.config.model)
-            return loss, accuracy(logits, self.train_labels)
         logits = last_logits(self.views(), self.train_a, self.train_b, self.config.model)
         loss = loss_fn(logits, self.train_labels)
         loss.backward()
         return loss.detach(), accuracy(logits.detach(), self.train_labels)
 
-    def _tables_now(self) -> "one_layer.Tables":
-        """The token tables of the current weights: made once per step, shared by the test
-        evaluation after a step and the next epoch's training forward."""
-        if self._tables is None or self._tables[0] != self.epoch:
-            self._tables = (self.epoch, one_layer.tables(self._w, self._train_rows, self.config.model))
-        return self._tables[1]
+    # The hand-written path (``self.manual``, numpy, metrics as floats): one forward of
+    # the current weights over the train rows and then the test rows gives the test
+    # metrics and the activations the next step's backward reads (the train rows' part).
+    # The rows are the same every epoch, evaluated or not, so a run's numbers depend only
+    # on its config (BLAS may round a row differently in a matrix of another height).
+    def _evaluate_manual(self, need_test: bool) -> tuple[float, float] | None:
+        self._forward = one_layer.forward(self._w, self._all_rows, self.config.model)
+        if not need_test:
+            return None
+        n = self._train_rows.n
+        return one_layer.loss_and_accuracy(self._forward[0][n:], *self._test_np)
 
-    def _test_logits(self) -> torch.Tensor:
-        if self.manual:
-            return one_layer.forward(self._w, self._test_rows, self.config.model, self._tables_now())[0]
-        return last_logits(self.views(detach=True), self.test_a, self.test_b, self.config.model)
+    def _gradient_manual(self) -> tuple[float, float]:
+        assert self._forward is not None, "_evaluate_manual makes the forward first"
+        rows, (labels, onehot) = self._train_rows, self._train_np
+        logits, saved = self._forward[0][:rows.n], self._forward[1].head(rows.n)
+        self._forward = None  # its weights are about to change
+        loss, dlogits = one_layer.loss_and_dlogits(logits, onehot)
+        one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.config.model)
+        return loss, float((logits.argmax(1) == labels).mean())
 
     def _checkpoint(self) -> Checkpoint:
         return Checkpoint(self.epoch, self.weights(), self.resume_state(),
@@ -268,24 +287,41 @@ class Trainer:
         ``checkpoint_every`` epochs, and where it stops (the end or ``stop()``); Progress
         events at most every ``report_interval_s`` seconds. Returns all metrics.
         """
+        if not self.manual:
+            return self._run(callback, stop, until_epoch, report_interval_s)
+        # One thread for numpy's BLAS and torch's OpenMP (AdamW) in this loop: the
+        # matrices are a few hundred rows, too small to split, and the two pools' spinning
+        # workers fight each other for the cores (p=10 on 2 cores: 8.7 ms per epoch with
+        # the default threads, 1.3 ms with one).
+        with threadpool_limits(1):
+            return self._run(callback, stop, until_epoch, report_interval_s)
+
+    def _run(self, callback: Callback | None, stop: Callable[[], bool] | None,
+             until_epoch: int | None, report_interval_s: float) -> Metrics:
         cfg, t = self.config, self.config.train
         target = until_epoch if until_epoch is not None else t.epochs
         emit = callback or (lambda event: None)
         should_stop = stop or (lambda: False)
         dev = self.device
         on_gpu = dev.type != "cpu"
-        nan = torch.tensor(math.nan, dtype=torch.float64, device=dev)
-        rows: list[torch.Tensor] = []  # one [4] tensor per epoch, on the device
+        manual = self.manual
+        evaluate = self._evaluate_manual if manual else self._evaluate
+        gradient = self._gradient_manual if manual else self._gradient
+        # One row (train loss, test loss, train acc, test acc) per epoch: floats on the
+        # hand-written path, a [4] tensor on the device otherwise (no host sync per epoch).
+        nan = math.nan if manual else torch.tensor(math.nan, dtype=torch.float64, device=dev)
+        rows: list = []
         buf_epochs: list[int] = []
         if self.epoch == 0 and len(self.metrics) == 0:
             emit(self._checkpoint())
+        start_epoch = self.epoch
         start_time = last_report = time.perf_counter()
 
         def flush() -> None:
             nonlocal last_report
             if not buf_epochs:
                 return
-            values = torch.stack(rows).cpu().numpy()  # the only host sync
+            values = np.array(rows) if manual else torch.stack(rows).cpu().numpy()  # the only host sync
             chunk = Metrics(np.array(buf_epochs, np.int64), values[:, 0], values[:, 1],
                             values[:, 2], values[:, 3])
             self.metrics.extend(chunk)
@@ -294,8 +330,27 @@ class Trainer:
             last_report = time.perf_counter()
             emit(Progress(chunk, self.epoch, target, last_report - start_time))
 
-        while self.epoch < target:
-            train_loss, train_acc = self._gradient()
+        train_loss = train_acc = nan  # of the step that made the current weights
+        while start_epoch < target:  # leaves through a break once the last row is done
+            stepped = self.epoch > start_epoch
+            test = evaluate(stepped and (self.epoch % t.eval_every == 0 or self.epoch == target))
+            if stepped:  # finish the row of the epoch that made these weights
+                test_loss, test_acc = test if test is not None else (nan, nan)
+                row = (train_loss, test_loss, train_acc, test_acc)
+                rows.append(row if manual else torch.stack(row))
+                buf_epochs.append(self.epoch)
+                at_checkpoint = self.epoch % t.checkpoint_every == 0
+                stopping = should_stop()
+                if (at_checkpoint or stopping or self.epoch == target
+                        or (not on_gpu and time.perf_counter() - last_report >= report_interval_s)
+                        or (on_gpu and len(buf_epochs) >= 256
+                            and time.perf_counter() - last_report >= report_interval_s)):
+                    flush()
+                if at_checkpoint or stopping or self.epoch == target:
+                    emit(self._checkpoint())
+                if stopping or self.epoch == target:
+                    break
+            train_loss, train_acc = gradient()
             with torch.no_grad():
                 if self.grokfast_ema is not None:
                     # Grokfast-EMA (Lee et al. 2024): amplify the slow gradient component.
@@ -303,26 +358,7 @@ class Trainer:
                     self.grokfast_ema.mul_(t.grokfast_alpha).add_(grad, alpha=1 - t.grokfast_alpha)
                     grad.add_(self.grokfast_ema, alpha=t.grokfast_lamb)
             self.optimizer.step()
-            if not self.manual:  # the hand-written backward overwrites every gradient
+            if not manual:  # the hand-written backward overwrites every gradient
                 self.flat.grad.zero_()
             self.epoch += 1
-            test_loss = test_acc = nan
-            if self.epoch % t.eval_every == 0 or self.epoch == target:
-                with torch.inference_mode():
-                    test_logits = self._test_logits()
-                    test_loss = loss_fn(test_logits, self.test_labels)
-                    test_acc = accuracy(test_logits, self.test_labels)
-            rows.append(torch.stack([train_loss, test_loss, train_acc, test_acc]))
-            buf_epochs.append(self.epoch)
-            at_checkpoint = self.epoch % t.checkpoint_every == 0
-            stopping = should_stop()
-            if (at_checkpoint or stopping or self.epoch == target
-                    or (not on_gpu and time.perf_counter() - last_report >= report_interval_s)
-                    or (on_gpu and len(buf_epochs) >= 256
-                        and time.perf_counter() - last_report >= report_interval_s)):
-                flush()
-            if at_checkpoint or stopping or self.epoch == target:
-                emit(self._checkpoint())
-            if stopping:
-                break
         return self.metrics
