@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
 from grok_tui.panes.base import StudyPane, fmt_num, fmt_pct
@@ -89,12 +89,11 @@ class FourierPane(StudyPane):
             else:
                 plot.set_bars(t.columns["component"], {"norm": t.columns["norm"]}, title=title)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        table = event.data_table
-        if not isinstance(table, ResultTable) or table.id != "neuron_clusters" or table.table is None:
+    def on_result_table_row_selected(self, event: ResultTable.RowSelected) -> None:
+        if event.result_table.id != "neuron_clusters":
             return
         event.stop()
-        self.options = {**self.options, "neuron": int(table.raw_row(event.cursor_row)["neuron"])}
+        self.options = {**self.options, "neuron": int(event.row["neuron"])}
         self.post_message(self.OptionsChanged(self, dict(self.options)))
 
     def default_export(self) -> Table | Grid | None:

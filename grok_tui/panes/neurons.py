@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
 from grok_tui.panes.base import StudyPane, fmt_num
@@ -83,12 +83,11 @@ class NeuronsPane(StudyPane):
                          f" (baseline {fmt_num(probe.scalars.get('baseline_r2'), 2)})")
         self.set_summary(" · ".join(parts) if parts else "waiting for a checkpoint")
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        table = event.data_table
-        if not isinstance(table, ResultTable) or table.id != "ranking" or table.table is None:
+    def on_result_table_row_selected(self, event: ResultTable.RowSelected) -> None:
+        if event.result_table.id != "ranking":
             return
         event.stop()
-        neuron = int(table.raw_row(event.cursor_row)["neuron"])
+        neuron = int(event.row["neuron"])
         self.options = {**self.options, "neuron": neuron}
         self.post_message(self.OptionsChanged(self, dict(self.options)))
 
