@@ -5,8 +5,9 @@ in a thread worker and comes back as a message (grok_tui.messages):
 
 - studies: an exclusive worker builds (or reuses) the checkpoint's Context through a
   ContextCache and runs the VISIBLE pane's study; other panes compute when shown;
-- training: a worker runs ``run.trainer().run`` with the Run as persistence listener;
-  Progress chunks and saved checkpoints are posted back; ``s`` sets the stop flag;
+- training: a worker runs ``grok_engine.train_process`` in a child process (no GIL shared
+  with the UI) and posts its progress chunks and saved checkpoints back; ``s`` asks it to
+  stop;
 - export: a worker writes CSV through grok_engine.export.
 
 The engine (torch, transformer_lens) is imported inside the workers only.
@@ -97,6 +98,7 @@ class RunScreen(Screen):
         self.shown: dict[str, tuple[int, tuple]] = {}  # study -> (epoch, options) on screen
         self.training = False
         self._stop = threading.Event()
+        self._train_proc: Any = None  # the training process (subprocess.Popen) while it runs
         self._engine_lock = threading.Lock()  # ContextCache and torch work, one at a time
         self._contexts: Any = None
         self._train_started = 0.0
@@ -131,7 +133,8 @@ class RunScreen(Screen):
         self.open_run()
 
     def on_unmount(self) -> None:
-        self._stop.set()  # the trainer writes a checkpoint and returns
+        self._stop.set()  # the training process writes a checkpoint and exits
+        self._send_stop()
 
     @property
     def status(self) -> StatusLine:
@@ -331,6 +334,7 @@ class RunScreen(Screen):
             self.notify("not training", severity="warning")
             return
         self._stop.set()
+        self._send_stop()
         self.notify("stopping: writing a checkpoint")
 
     def action_resume_training(self) -> None:
@@ -365,35 +369,64 @@ class RunScreen(Screen):
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def train(self, until_epoch: int | None) -> None:
-        """Trainer.run in this thread; the Run persists checkpoints, messages carry the rest.
+        """Train in a child process (``grok_engine.train_process``) and relay its JSON lines
+        as messages. A process, not this thread: training holds the GIL about half the
+        time, which made every render and key press of the app twice as slow. The child
+        persists every checkpoint before reporting it; ``s`` (or the app leaving) writes
+        "stop" to its stdin (or closes it) and it stops after a checkpoint."""
+        import json
+        import subprocess
+        import sys
 
-        torch releases the GIL inside its ops, so the UI thread keeps answering keys; the
-        trainer itself throttles Progress events to ~4/s.
-        """
-        from grok_engine.train import Checkpoint
+        import numpy as np
 
-        run, epoch = self.run, 0
+        from grok_engine.train import Metrics
+
+        run, epoch, start, error = self.run, 0, 0, None
         try:
             if until_epoch is not None and until_epoch > run.config.train.epochs:
                 run = self.store.extend_epochs(run, until_epoch)  # a change of plan, recorded
                 self.run = run
-            trainer = run.trainer()
-            epoch = start = trainer.epoch
-
-            def on_event(event: Any) -> None:
-                run(event)  # persist first: a posted checkpoint is on disk
-                if isinstance(event, Checkpoint):
-                    self.post_message(CheckpointSaved(event.epoch))
-                else:
-                    self.post_message(TrainingProgress(event.metrics, event.epoch,
-                                                       event.target_epoch, event.elapsed_s, start))
-
-            trainer.run(callback=on_event, stop=self._stop.is_set)
-            epoch = trainer.epoch
+            cmd = [sys.executable, "-m", "grok_engine.train_process", str(self.store.root.resolve()), run.id]
+            if until_epoch is not None:
+                cmd += ["--until-epoch", str(until_epoch)]
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         except Exception as exc:  # noqa: BLE001 - reported in the app, never a traceback
             self.post_message(TrainingFinished(epoch, self._stop.is_set(), _message(exc)))
             return
-        self.post_message(TrainingFinished(epoch, self._stop.is_set()))
+        self._train_proc = proc
+        if self._stop.is_set():  # stopped before the process existed
+            self._send_stop()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            msg = json.loads(line)
+            kind = msg["event"]
+            epoch = msg.get("epoch", epoch)
+            if kind == "started":
+                start = epoch
+            elif kind == "checkpoint":
+                self.post_message(CheckpointSaved(epoch))
+            elif kind == "progress":
+                chunk = Metrics(**{k: np.asarray(v) for k, v in msg["metrics"].items()})
+                self.post_message(TrainingProgress(chunk, epoch, msg["target"], msg["elapsed_s"], start))
+            elif kind == "error":
+                error = msg["message"]
+        proc.wait()
+        self._train_proc = None
+        if error is None and proc.returncode != 0:
+            error = f"the training process exited with code {proc.returncode}"
+        self.post_message(TrainingFinished(epoch, self._stop.is_set(), error))
+
+    def _send_stop(self) -> None:
+        """Ask the training process to stop (it writes a checkpoint first)."""
+        proc = self._train_proc
+        if proc is None or proc.stdin is None:
+            return
+        try:
+            proc.stdin.write("stop\n")
+            proc.stdin.close()
+        except (OSError, ValueError):  # it has already exited
+            pass
 
     def on_training_progress(self, message: TrainingProgress) -> None:
         self.training_pane.append_metrics(message.chunk)
