@@ -37,10 +37,11 @@ from grok_engine.weights import init_weights, is_bias, param_shapes
 
 METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 
-# Up to this p the hand-written backward of ``one_layer`` (dense [n, H, 2p] attention
-# matrix) beats autograd on the fast forward; measured on a 2-core CPU: 1.3 vs 1.8 ms per
-# epoch at p=10, 2.7 vs 3.8 ms at p=23, 10.4 vs 11.3 ms at p=47, slower at p=113.
-MANUAL_MAX_P = 48
+# Up to this p the hand-written numpy path of ``one_layer`` (dense [n, H, 2p] attention
+# matrix) beats autograd on the fast forward; measured per epoch on a 2-core CPU: 1.25 vs
+# 2.67 ms at p=10, 4.1 vs 4.9 ms at p=23, 6.5 vs 10.9 at p=31, 9.9 vs 9.2 at p=37, 17.9 vs
+# 15.7 at p=47.
+MANUAL_MAX_P = 32
 
 
 def pick_device(requested: str = "auto") -> torch.device:
