@@ -5,11 +5,11 @@ default), one full-batch step per epoch on the train split, train loss from that
 forward, test loss from the updated weights, losses in float64 on the last position.
 
 What makes it fast: the forward is ``grok_engine.fast`` (last position only, layer-0
-keys/values per token), and for the notebook's 1-layer model at small p
-``grok_engine.one_layer``'s hand-derived backward replaces autograd; all trainable
-parameters live in one flat tensor so AdamW and the Grokfast filter are a handful of
-vector ops per epoch; on a GPU the per-epoch metrics stay on the device and reach the
-host in batches (no sync every epoch).
+keys/values per token), and for the notebook's 1-layer model at small p on the CPU
+``grok_engine.one_layer``'s numpy forward and hand-derived backward replace torch and
+autograd; all trainable parameters live in one flat tensor so AdamW and the Grokfast
+filter are a handful of vector ops per epoch; on a GPU the per-epoch metrics stay on the
+device and reach the host in batches (no sync every epoch).
 
 The trainer never prints and never touches the disk: it reports :class:`Progress` and
 :class:`Checkpoint` events to a callback (the run store, the CLI's progress bar and the
