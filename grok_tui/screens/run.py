@@ -377,6 +377,7 @@ class RunScreen(Screen):
         import json
         import subprocess
         import sys
+        import tempfile
 
         import numpy as np
 
@@ -390,7 +391,11 @@ class RunScreen(Screen):
             cmd = [sys.executable, "-m", "grok_engine.train_process", str(self.store.root.resolve()), run.id]
             if until_epoch is not None:
                 cmd += ["--until-epoch", str(until_epoch)]
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            # stderr to a file, never the terminal the app draws on; its last line names a
+            # crash that the process could not report itself (killed, failed to start).
+            stderr = tempfile.TemporaryFile("w+")
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                    text=True, bufsize=1)
         except Exception as exc:  # noqa: BLE001 - reported in the app, never a traceback
             self.post_message(TrainingFinished(epoch, self._stop.is_set(), _message(exc)))
             return
@@ -399,8 +404,11 @@ class RunScreen(Screen):
             self._send_stop()
         assert proc.stdout is not None
         for line in proc.stdout:
-            msg = json.loads(line)
-            kind = msg["event"]
+            try:
+                msg = json.loads(line)
+                kind = msg["event"]
+            except (ValueError, TypeError, KeyError):  # not ours: a library printed something
+                continue
             epoch = msg.get("epoch", epoch)
             if kind == "started":
                 start = epoch
@@ -414,7 +422,10 @@ class RunScreen(Screen):
         proc.wait()
         self._train_proc = None
         if error is None and proc.returncode != 0:
-            error = f"the training process exited with code {proc.returncode}"
+            stderr.seek(0)
+            last = (stderr.read().strip().splitlines() or [""])[-1]
+            error = f"the training process exited with code {proc.returncode}" + (f": {last}" if last else "")
+        stderr.close()
         self.post_message(TrainingFinished(epoch, self._stop.is_set(), error))
 
     def _send_stop(self) -> None:
