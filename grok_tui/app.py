@@ -32,20 +32,6 @@ def resolve_runs_dir(runs_dir: str | None) -> Path:
     return Path(runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs")
 
 
-def leave_a_core_for_the_ui() -> None:
-    """At most cpu_count - 1 torch threads (process-wide).
-
-    The app's torch work (a full-batch step of a small transformer, one forward pass over
-    p*p rows) is made of small ops; with every core busy in OpenMP the UI thread and the
-    OpenMP threads spin against each other. Measured on the 2-core test machine under load:
-    200 epochs of a p=7 model took 19 s with 2 threads and 1.4 s with 1.
-    """
-    import torch
-
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - 1)))
-
-
 def warm_study_imports() -> None:
     """Import what the studies need (transformer_lens, scikit-learn: seconds) while the user
     reads the first screen, not on the first checkpoint switch. A failure here is not
@@ -99,7 +85,6 @@ class GrokApp(App):
         try:
             from grok_engine.store import RunStore  # torch
 
-            leave_a_core_for_the_ui()
             store = RunStore(self.runs_dir)
             if self.run_id:
                 self.post_message(EngineLoaded(store, store.open(self.run_id), []))
