@@ -68,11 +68,16 @@ def test_stop_flag_stops_with_a_checkpoint():
     assert [e.epoch for e in events if isinstance(e, Checkpoint)] == [0, 13]
 
 
-@pytest.mark.parametrize("grokfast", [False, True])
-def test_resume_from_checkpoint_equals_straight_run(runs_dir, grokfast):
+@pytest.mark.parametrize("grokfast,eval_every,act_fn", [
+    (False, 1, "relu"), (True, 1, "relu"), (False, 3, "relu"),  # the numpy path
+    (True, 3, "gelu"),                                          # autograd
+])
+def test_resume_from_checkpoint_equals_straight_run(runs_dir, grokfast, eval_every, act_fn):
     """Stop at epoch 17 (not a multiple of checkpoint_every), reopen from disk, continue to
     40: weights and every metric equal those of 40 epochs in one go."""
-    cfg = tiny_config(epochs=40, checkpoint_every=10, grokfast=grokfast, grokfast_lamb=2.0)
+    cfg = tiny_config(epochs=40, checkpoint_every=10, grokfast=grokfast, grokfast_lamb=2.0,
+                      eval_every=eval_every, act_fn=act_fn)
+    assert Trainer(cfg).manual == (act_fn == "relu")
     straight = Trainer(cfg)
     straight_metrics = straight.run()
 
