@@ -65,8 +65,11 @@ def train(runs_dir: str, run_id: str, until_epoch: int | None, out: IO[str], inp
         from grok_engine.store import RunStore
         from grok_engine.train import Checkpoint
 
-        # Leave a core to the app that started us: it renders while we train.
+        # Leave a core to the app that started us, and yield to it when the cores are
+        # contended (nice 10): a key press or a study of the app waits for nothing.
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        if hasattr(os, "nice"):
+            os.nice(10)
         run = RunStore(runs_dir).open(run_id)
         trainer = run.trainer()
         epoch = trainer.epoch
