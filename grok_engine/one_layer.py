@@ -53,7 +53,7 @@ class Rows:
 
     def __init__(self, a: np.ndarray, b: np.ndarray, p: int, n_heads: int):
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        self.p, self.n, self.n_heads = p, len(a), n_heads
+        self.p, self.n = p, len(a)
         T2 = 2 * p
         self.idx3 = np.stack([a, b + p, np.full_like(a, T2)], 1)
         head = np.arange(n_heads)[None, :, None]
@@ -65,9 +65,8 @@ class Rows:
 
 @dataclass
 class Tables:
-    """Per-token tables of one set of weights: shared by every set of rows (the trainer
-    evaluates the test split after a step and trains on the next epoch's rows with the
-    same tables)."""
+    """Per-token tables of one set of weights (made once per forward: every row reads
+    them)."""
 
     X: np.ndarray          # [T, d_model] embedding + position per table row
     q_s: np.ndarray        # [H, d_head] the '=' query, times 1/sqrt(d_head)
@@ -114,11 +113,9 @@ class Saved:
         return Saved(self.t, self.P[:n], self.A[:n], self.resid_mid[:n], self.post[:n])
 
 
-def forward(w: Weights, rows: Rows, cfg: ModelConfig,
-            tab: Tables | None = None) -> tuple[np.ndarray, Saved]:
-    """Logits at '=' [n, d_vocab_out] float32 and the activations for :func:`backward`.
-    ``tab``: :func:`tables` of these same weights, when already made."""
-    t = tab if tab is not None else tables(w, rows.p, cfg)
+def forward(w: Weights, rows: Rows, cfg: ModelConfig) -> tuple[np.ndarray, Saved]:
+    """Logits at '=' [n, d_vocab_out] float32 and the activations for :func:`backward`."""
+    t = tables(w, rows.p, cfg)
     n, H, T2 = rows.n, cfg.n_heads, 2 * rows.p
     S = t.scores[rows.idx3]                                            # [n, 3, H]
     S -= S.max(1, keepdims=True)
@@ -222,8 +219,13 @@ def loss_and_dlogits(logits: np.ndarray, labels_onehot: np.ndarray) -> tuple[flo
     return loss, dlogits.astype(np.float32)
 
 
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The fraction of rows whose argmax is the label."""
+    return float((logits.argmax(1) == labels).mean())
+
+
 def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray,
                       labels_onehot: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy (float64) and the fraction of rows whose argmax is the label."""
+    """Mean cross-entropy (float64) and :func:`accuracy`."""
     loss = -float(np.vdot(log_probs(logits), labels_onehot)) / len(logits)
-    return loss, float((logits.argmax(1) == labels).mean())
+    return loss, accuracy(logits, labels)

@@ -274,7 +274,7 @@ class Trainer:
         self._forward = None  # its weights are about to change
         loss, dlogits = one_layer.loss_and_dlogits(logits, onehot)
         one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.config.model)
-        return loss, float((logits.argmax(1) == labels).mean())
+        return loss, one_layer.accuracy(logits, labels)
 
     def _checkpoint(self) -> Checkpoint:
         return Checkpoint(self.epoch, self.weights(), self.resume_state(),

@@ -15,6 +15,7 @@ The engine (torch, transformer_lens) is imported inside the workers only.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -60,8 +61,6 @@ def study_threads(training: bool) -> int:
     threads against ~560 ms with 1. While training runs in its child process it holds a
     core, and OpenMP threads that share a core with it stall at every barrier.
     """
-    import os
-
     cores = os.cpu_count() or 1
     return max(1, cores - 1) if training else cores
 
