@@ -17,13 +17,15 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Middle
-from textual.widgets import Footer, LoadingIndicator, Static
+from textual.widgets import LoadingIndicator, Static
 
 from grok_tui.commands import GrokCommands
-from grok_tui.messages import EngineFailed, EngineLoaded
+from grok_tui import heap
+from grok_tui.messages import EngineFailed, EngineLoaded, EngineWarm
 from grok_tui.screens.help import HelpScreen, binding_rows, collect_sections
 from grok_tui.screens.new_run import NewRunRequest, NewRunScreen
 from grok_tui.screens.run_picker import NEW_RUN, RunPickerScreen
+from grok_tui.widgets.footer import Footer
 
 RUNS_DIR_ENV = "GROK_TUI_RUNS_DIR"  # same variable as grok_engine.store (not imported here)
 
@@ -79,6 +81,12 @@ class GrokApp(App):
     def on_mount(self) -> None:
         self.load_engine()
 
+    def on_unmount(self) -> None:
+        heap.thaw()
+
+    def on_engine_warm(self, message: EngineWarm) -> None:
+        heap.freeze()
+
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def load_engine(self) -> None:
         """Import the engine and list the runs, off the UI thread."""
@@ -94,6 +102,7 @@ class GrokApp(App):
             self.post_message(EngineFailed(str(exc) or type(exc).__name__))
             return
         warm_study_imports()
+        self.post_message(EngineWarm())  # on the UI thread, and only while the app runs
 
     def on_engine_loaded(self, message: EngineLoaded) -> None:
         self.store = message.store
@@ -121,8 +130,11 @@ class GrokApp(App):
         """Replace whatever is shown by the explorer of ``run``."""
         from grok_tui.screens.run import RunScreen
 
+        replaced = any(isinstance(s, RunScreen) for s in self.screen_stack)
         self._clear_screens()
         self.push_screen(RunScreen(self.store, run, train=train))
+        if replaced:  # the old screen may have been frozen: let the collector have it
+            self.set_timer(1.0, heap.refreeze)
 
     def _picked(self, run_id: str | None) -> None:
         if run_id == NEW_RUN:

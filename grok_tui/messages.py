@@ -24,6 +24,10 @@ class EngineLoaded(Message):
         self.summaries = summaries
 
 
+class EngineWarm(Message):
+    """The studies' imports (transformer_lens, scikit-learn) are done: the heap can freeze."""
+
+
 class EngineFailed(Message):
     def __init__(self, message: str) -> None:
         super().__init__()

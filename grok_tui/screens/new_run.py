@@ -15,11 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from grok_engine.config import (ACT_FNS, DEVICES, NORMALIZATIONS, TASKS, ModelConfig, RunConfig,
                                 TaskConfig, TrainConfig)
 from grok_engine.errors import GrokError
+from grok_tui.widgets.footer import Footer
 
 SECTIONS: tuple[tuple[str, type], ...] = (("task", TaskConfig), ("model", ModelConfig),
                                           ("train", TrainConfig))

@@ -25,7 +25,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Tab, Tabs
+from textual.widgets import ContentSwitcher, Tab, Tabs
 from textual.worker import get_current_worker
 
 from grok_tui.messages import (CheckpointSaved, ExportDone, RunOpened, StudyFailed, StudyReady,
@@ -33,6 +33,7 @@ from grok_tui.messages import (CheckpointSaved, ExportDone, RunOpened, StudyFail
 from grok_tui.panes.base import StudyPane
 from grok_tui.panes.training import TrainingPane
 from grok_tui.screens.prompts import EpochsPrompt, ExportScreen, GotoEpochScreen
+from grok_tui.widgets.footer import Footer
 from grok_tui.widgets.status import StatusLine
 
 EXPORTS_DIR = Path("exports")
@@ -148,6 +149,7 @@ class RunScreen(Screen):
     def on_unmount(self) -> None:
         self._stop.set()  # the training process writes a checkpoint and exits
         self._send_stop()
+        self._contexts = None  # the activation caches go now, whatever holds the screen
 
     @property
     def status(self) -> StatusLine:

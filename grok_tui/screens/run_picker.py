@@ -9,7 +9,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
+
+from grok_tui.widgets.footer import Footer
 
 NEW_RUN = "\0new"  # returned by dismiss when the user asks for the new-run form
 

@@ -2,17 +2,42 @@
 
 ``tiny_run``: a saved run (modular addition, p=7; 1 layer, 2 heads, d_model 32, d_head 16,
 d_mlp 64) trained for 6 epochs with a checkpoint every 3, so the progress study has
-checkpoints to read. ``study_results``: name -> StudyResult of every registered study at
+checkpoints to read. ``trained_dir``/``runs``: the app tests' run folder (tui_fixtures' tiny
+run) and a private copy of it per test. ``study_results``: name -> StudyResult of every registered study at
 the run's last checkpoint (the real studies, default options). Session-scoped: built once.
 """
 
 from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
 from grok_engine.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 
 TINY_P = 7
+sys.path.insert(0, str(Path(__file__).parent))  # tui_fixtures
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory) -> Path:
+    """A runs folder with ``tiny`` (tui_fixtures.make_tiny_run: add p=7, 200 epochs, a
+    checkpoint every 50), trained once for the app tests."""
+    from tui_fixtures import make_tiny_run
+
+    runs = tmp_path_factory.mktemp("app_runs")
+    make_tiny_run(runs, "tiny")
+    return runs
+
+
+@pytest.fixture
+def runs(trained_dir, tmp_path) -> Path:
+    """A private copy of ``trained_dir`` (tests may train or write into it)."""
+    dest = tmp_path / "runs"
+    shutil.copytree(trained_dir, dest)
+    return dest
 
 
 @pytest.fixture

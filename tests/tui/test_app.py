@@ -5,7 +5,6 @@ every 50: epochs 0, 50, 100, 150, 200)."""
 from __future__ import annotations
 
 import csv
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,21 +18,6 @@ from grok_tui.app import GrokApp, run_app  # noqa: E402
 pytestmark = pytest.mark.anyio
 
 CHECKPOINTS = [0, 50, 100, 150, 200]
-
-
-@pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory) -> Path:
-    runs = tmp_path_factory.mktemp("app_runs")
-    make_tiny_run(runs, "tiny")
-    return runs
-
-
-@pytest.fixture
-def runs(trained_dir, tmp_path) -> Path:
-    """A private copy of the trained runs folder (tests may train or write into it)."""
-    dest = tmp_path / "runs"
-    shutil.copytree(trained_dir, dest)
-    return dest
 
 
 def record_notifications(app: GrokApp) -> list[tuple[str, str]]:
