@@ -8,7 +8,8 @@
    p=113 ``mod_add`` run (made under bench/runs if missing: the notebook's model, 300
    epochs, a checkpoint every 25). For each pane, the time from the key press (left) to the
    visible pane showing the new checkpoint's result: Context build (forward pass with
-   cache) + the study + rendering. Each press lands on a checkpoint not seen before (no
+   cache) + the study + rendering, including the pane's plots (built on worker threads).
+   Each press lands on a checkpoint not seen before (no
    cache hit). Targets < 150 ms (p=10), < 500 ms (p=113).
 3. Key latency while training: each run trains (c: 20000 more epochs, stopped after the
    presses) while the bench presses number keys; the time from press to the pane switch
@@ -104,6 +105,14 @@ async def wait_until(predicate, timeout: float = 30.0) -> float:
     return time.perf_counter() - start
 
 
+def plots_built(pane) -> bool:
+    """Every plot shown in ``pane`` shows the figure of its current data."""
+    from grok_tui.widgets.plots import BasePlot
+
+    return not any(plot.build_pending for plot in pane.query(BasePlot)
+                   if plot.display and plot.region.area)
+
+
 async def checkpoint_switch(runs_dir: Path, run_id: str) -> dict[str, list[float]]:
     from grok_tui.app import GrokApp
 
@@ -122,7 +131,8 @@ async def checkpoint_switch(runs_dir: Path, run_id: str) -> dict[str, list[float
                 target = screen.epochs[screen.index + (-1 if key == "left" else 1)]
                 start = time.perf_counter()
                 send_key(app, key)
-                await wait_until(lambda: screen.shown.get(study, (None,))[0] == target)
+                await wait_until(lambda: screen.shown.get(study, (None,))[0] == target
+                                 and plots_built(pane))
                 await asyncio.sleep(0)  # the refresh of the new result
                 times.append(time.perf_counter() - start)
                 await settle(app, pilot)

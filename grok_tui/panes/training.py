@@ -16,10 +16,10 @@ import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
-from textual_plotext import PlotextPlot
 
 from grok_engine.results import StudyResult, Table
 from grok_tui.panes.base import StudyPane
+from grok_tui.widgets.plots import LinePlot, Series, VLine
 
 METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 REDRAW_INTERVAL_S = 0.25  # at most ~4 redraws per second
@@ -73,30 +73,6 @@ def phase_marks(result: StudyResult | None) -> list[tuple[str, int]]:
     return marks
 
 
-class CurvePlot(PlotextPlot):
-    """A PlotextPlot that builds its figure once per redraw, not once per render.
-
-    Textual renders a widget again for reasons that do not change the figure (a layout
-    pass, the screen shown again); plotext's build is pure Python and costs ~15 ms per
-    figure, which adds up while training streams metrics. ``invalidate()`` marks the
-    figure changed; ``render`` rebuilds only then or when the size changed.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._built: tuple[tuple[int, int, str], Any] | None = None
-
-    def invalidate(self) -> None:
-        self._built = None
-        self.refresh()
-
-    def render(self) -> Any:
-        key = (self.size.width, self.size.height, str(self.app.theme))
-        if self._built is None or self._built[0] != key:
-            self._built = (key, super().render())
-        return self._built[1]
-
-
 class TrainingPane(StudyPane):
     """Train/test loss (log scale) and accuracy per epoch, the phases and the checkpoint."""
 
@@ -119,8 +95,8 @@ class TrainingPane(StudyPane):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="training-plots"):
-            yield CurvePlot(id="loss-plot")
-            yield CurvePlot(id="acc-plot")
+            yield LinePlot(id="loss-plot")
+            yield LinePlot(id="acc-plot")
         with Horizontal(id="training-progress"):
             yield ProgressBar(total=1, show_eta=False, id="train-bar")
             yield Static("", id="train-label")
@@ -229,59 +205,53 @@ class TrainingPane(StudyPane):
         self._draw_accuracy(marks)
         self._draw_progress()
 
-    def _frame(self, plot: PlotextPlot, title: str) -> Any:
-        plt = plot.plt
-        plt.clear_figure()
-        plt.title(title)
-        plt.xlabel("epoch")
-        right = max(self.planned_epochs, int(self.epoch[-1]) if len(self.epoch) else 1, 1)
-        plt.xlim(0, right)
-        return plt
+    def _xlim(self) -> tuple[float, float]:
+        return (0, max(self.planned_epochs, int(self.epoch[-1]) if len(self.epoch) else 1, 1))
 
     @staticmethod
-    def _points(plot: PlotextPlot) -> int:
+    def _points(plot: LinePlot) -> int:
         return max(MIN_POINTS, 2 * plot.size.width)
 
-    def _marks(self, plt: Any, marks: list[tuple[str, int]]) -> None:
-        for _name, epoch in marks:
-            plt.vline(epoch, "orange")
+    def _marks(self, marks: list[tuple[str, int]]) -> list[VLine]:
+        """The phase ends (orange), then the selected checkpoint (magenta)."""
+        lines = [VLine(epoch, name, "orange") for name, epoch in marks]
         if self.marker is not None:
-            plt.vline(self.marker, "magenta")
+            lines.append(VLine(self.marker, "checkpoint", "magenta"))
+        return lines
 
     def _draw_loss(self, marks: list[tuple[str, int]]) -> None:
-        # log10 of the loss on a linear axis with decade ticks, not plt.yscale("log"):
-        # plotext applies the log scale in place when it builds, so a second render of
-        # the same figure (a resize, a pane shown again) would take the log twice.
-        plot = self.query_one("#loss-plot", CurvePlot)
-        plt = self._frame(plot, "loss (log10)")
+        # log10 of the loss on a linear axis with decade ticks, not a log axis: ticks at
+        # whole decades read better than plotext's, and the loss spans up to 10 decades.
+        plot = self.query_one("#loss-plot", LinePlot)
+        series = []
         low, high = math.inf, -math.inf
         for name, label, color in (("train_loss", "train", "blue"), ("test_loss", "test", "red")):
             y = self.curves[name]
             ok = ~np.isnan(y) & (y > 0)
             x, y = _thin(self.epoch[ok], np.log10(y[ok]), points=self._points(plot))
             if len(x):
-                plt.plot(x.tolist(), y.tolist(), label=label, color=color, marker="braille")
+                series.append(Series(label, x.tolist(), y.tolist(), color))
                 low, high = min(low, float(y.min())), max(high, float(y.max()))
+        yticks = None
         if low <= high:
             first, last = math.floor(low), math.ceil(high)
             step = max(1, math.ceil((last - first) / 5))
             ticks = list(range(first, last + 1, step))
-            plt.yticks(ticks, [f"1e{k}" for k in ticks])
-        self._marks(plt, marks)
-        plot.invalidate()
+            yticks = (ticks, [f"1e{k}" for k in ticks])
+        plot.set_data(series, title="loss (log10)", xlabel="epoch", vlines=self._marks(marks),
+                      xlim=self._xlim(), yticks=yticks)
 
     def _draw_accuracy(self, marks: list[tuple[str, int]]) -> None:
-        plot = self.query_one("#acc-plot", CurvePlot)
-        plt = self._frame(plot, "accuracy")
-        plt.ylim(0, 1)
+        plot = self.query_one("#acc-plot", LinePlot)
+        series = []
         for name, label, color in (("train_acc", "train", "blue"), ("test_acc", "test", "red")):
             y = self.curves[name]
             ok = ~np.isnan(y)
             x, y = _thin(self.epoch[ok], y[ok], points=self._points(plot))
             if len(x):
-                plt.plot(x.tolist(), y.tolist(), label=label, color=color, marker="braille")
-        self._marks(plt, marks)
-        plot.invalidate()
+                series.append(Series(label, x.tolist(), y.tolist(), color))
+        plot.set_data(series, title="accuracy", xlabel="epoch", vlines=self._marks(marks),
+                      xlim=self._xlim(), ylim=(0, 1))
 
     def _draw_progress(self) -> None:
         done = int(self.epoch[-1]) if len(self.epoch) else 0

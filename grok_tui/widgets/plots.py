@@ -1,20 +1,26 @@
-"""Line, scatter and bar plots on textual-plotext.
+"""Line, scatter and bar plots on textual-plotext, built off the UI thread.
 
 Each widget owns its own plotext figure (``self.plt``, never the global ``plotext`` state)
-and keeps the data it was given; every render rebuilds the figure from that data
-(``clear_figure``, draw, build). Rebuilding is cheap and necessary: plotext's ``build``
-rewrites the figure's data in place (on a log axis it takes the log again on each build,
-which fails as soon as a logged value is negative), so a figure must never be built twice.
+and keeps the data it was given. ``redraw()`` (data changed) or a new size or theme asks for a
+build: a thread worker clears the figure, draws the data on it (``draw``), builds it and
+parses the ANSI text; the widget shows the result when it arrives and the previous figure
+until then. Building a figure is pure Python (~10 ms each at 100x30, more under load) and a
+pane has up to three, redrawn with every checkpoint while training follows: on the UI
+thread that delayed key presses. Each build starts from a cleared figure because plotext's
+``build`` rewrites the data in place (on a log axis it takes the log again on each build).
 Non-finite points (and non-positive ones on a log axis) are dropped: plotext cannot draw them.
 Rendering depends only on the data and the size (deterministic, for snapshot tests).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from rich.text import Text
+from textual.message import Message
 from textual_plotext import PlotextPlot
 
 # Series colours in plotext names, chosen to read on dark and light themes.
@@ -28,6 +34,7 @@ class Series:
     name: str
     x: Sequence[float]
     y: Sequence[float]
+    color: str | None = None  # a plotext colour name; None: the next of COLOURS
 
 
 @dataclass
@@ -49,9 +56,18 @@ def finite_xy(x: Sequence[float], y: Sequence[float], log_y: bool = False) -> tu
     return xa[keep].tolist(), ya[keep].tolist()
 
 
-class _Plot(PlotextPlot):
+class PlotBuilt(Message, bubble=False):
+    """A worker built a plot's figure: ``key`` (width, height, theme) and ``generation``
+    say for which size and data."""
+
+    def __init__(self, key: tuple[int, int, str], generation: int, text: Text) -> None:
+        super().__init__()
+        self.key, self.generation, self.text = key, generation, text
+
+
+class BasePlot(PlotextPlot):
     DEFAULT_CSS = """
-    _Plot { width: 1fr; height: 1fr; min-height: 6; }
+    BasePlot { width: 1fr; height: 1fr; min-height: 6; }
     """
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
@@ -59,10 +75,12 @@ class _Plot(PlotextPlot):
         self.title = ""
         self.xlabel = ""
         self.ylabel = ""
+        self._generation = 0  # counts data changes
+        self._built: tuple[tuple[int, int, str], int, Text] | None = None
+        self._requested: tuple[tuple[int, int, str], int] | None = None
+        self._figure_lock = threading.Lock()  # one build at a time on this figure
 
-    def _start(self) -> None:
-        plt = self.plt
-        plt.clear_figure()
+    def _start(self, plt: Any) -> None:
         if self.title:
             plt.title(self.title)
         if self.xlabel:
@@ -70,20 +88,62 @@ class _Plot(PlotextPlot):
         if self.ylabel:
             plt.ylabel(self.ylabel)
 
-    def draw(self) -> None:
-        """Draw the data on a cleared figure (subclasses); called before every build."""
+    def draw(self, plt: Any) -> None:
+        """Draw the data on the cleared figure ``plt`` (subclasses; on a worker thread)."""
         raise NotImplementedError
 
     def redraw(self) -> None:
-        """The data changed: render again (which draws it afresh)."""
+        """The data changed: build the figure again (shown when the build is done)."""
+        self._generation += 1
         self.refresh()
 
-    def render(self):
-        self.draw()
-        return super().render()
+    @property
+    def build_pending(self) -> bool:
+        """True until the figure shown is the one of the current data and size."""
+        return self._built is None or self._built[:2] != (self._key(), self._generation)
+
+    def _key(self) -> tuple[int, int, str]:
+        return (self.size.width, self.size.height, self._get_plotext_theme_name(self.app.theme))
+
+    def render(self) -> Text:
+        key = self._key()
+        if key[0] <= 0 or key[1] <= 0:
+            return Text("")
+        if self._built is not None and self._built[:2] == (key, self._generation):
+            return self._built[2]
+        if self._requested != (key, self._generation):
+            self._requested = (key, self._generation)
+            generation = self._generation
+            self.run_worker(lambda: self._build(key, generation), thread=True,
+                            group="plot-build", exit_on_error=False)
+        return self._built[2] if self._built is not None else Text("")
+
+    def _build(self, key: tuple[int, int, str], generation: int) -> None:
+        """Worker thread: the figure of the data for ``key``, posted back as PlotBuilt."""
+        with self._figure_lock:
+            if generation != self._generation:
+                return  # the data changed again: a newer build is on its way
+            width, height, theme = key
+            plt = self.plt
+            try:
+                plt.clear_figure()
+                self._start(plt)
+                self.draw(plt)
+                plt.plotsize(width, height)
+                plt._set_size(width, height)  # as PlotextPlot.render does (textual-plotext #5)
+                plt.theme(theme)
+                text = Text.from_ansi(plt.build())
+            except Exception as exc:  # noqa: BLE001 - one line in the plot, never a crash
+                text = Text(f"plot failed: {exc}")
+        self.post_message(PlotBuilt(key, generation, text))
+
+    def on_plot_built(self, message: PlotBuilt) -> None:
+        if message.generation == self._generation:
+            self._built = (message.key, message.generation, message.text)
+            self.refresh()
 
 
-class LinePlot(_Plot):
+class LinePlot(BasePlot):
     """Lines over a shared x axis, optional log y, vertical marker lines."""
 
     def __init__(self, **kwargs) -> None:
@@ -92,11 +152,18 @@ class LinePlot(_Plot):
         self.vlines: list[VLine] = []
         self.marker: VLine | None = None
         self.log_y = False
+        self.xlim: tuple[float, float] | None = None
+        self.ylim: tuple[float, float] | None = None
+        self.yticks: tuple[list[float], list[str]] | None = None
 
     def set_data(self, series: list[Series], *, title: str = "", xlabel: str = "", ylabel: str = "",
-                 log_y: bool = False, vlines: Sequence[VLine] = ()) -> None:
+                 log_y: bool = False, vlines: Sequence[VLine] = (),
+                 xlim: tuple[float, float] | None = None, ylim: tuple[float, float] | None = None,
+                 yticks: tuple[list[float], list[str]] | None = None) -> None:
+        """``xlim``/``ylim``: fixed axis ranges; ``yticks``: (positions, labels)."""
         self.series, self.vlines, self.log_y = list(series), list(vlines), log_y
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
+        self.xlim, self.ylim, self.yticks = xlim, ylim, yticks
         self.redraw()
 
     def set_marker(self, marker: VLine | None) -> None:
@@ -104,23 +171,27 @@ class LinePlot(_Plot):
         self.marker = marker
         self.redraw()
 
-    def draw(self) -> None:
-        self._start()
-        plt = self.plt
+    def draw(self, plt: Any) -> None:
+        if self.xlim is not None:
+            plt.xlim(*self.xlim)
+        if self.ylim is not None:
+            plt.ylim(*self.ylim)
         drawn = False
         for i, s in enumerate(self.series):
             x, y = finite_xy(s.x, s.y, self.log_y)
             if x:
-                plt.plot(x, y, label=s.name, marker="braille", color=COLOURS[i % len(COLOURS)])
+                plt.plot(x, y, label=s.name, marker="braille", color=s.color or COLOURS[i % len(COLOURS)])
                 drawn = True
         if drawn and self.log_y:
             plt.yscale("log")
+        if drawn and self.yticks is not None:
+            plt.yticks(*self.yticks)
         for v in [*self.vlines, *([self.marker] if self.marker else [])]:
             if np.isfinite(v.x):
                 plt.vline(v.x, color=v.color)
 
 
-class ScatterPlot(_Plot):
+class ScatterPlot(BasePlot):
     """Points ``(x[i], y[i])``, each annotated with ``labels[i]`` when there are few."""
 
     MAX_LABELS = 40
@@ -139,9 +210,7 @@ class ScatterPlot(_Plot):
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.redraw()
 
-    def draw(self) -> None:
-        self._start()
-        plt = self.plt
+    def draw(self, plt: Any) -> None:
         x, y = finite_xy(self.x, self.y)
         if x:
             plt.scatter(x, y, marker="dot", color=COLOURS[0])
@@ -151,7 +220,7 @@ class ScatterPlot(_Plot):
                         plt.text(label, xi, yi, color=COLOURS[1])
 
 
-class BarPlot(_Plot):
+class BarPlot(BasePlot):
     """Bars per category; several named value lists become grouped bars."""
 
     MAX_TICKS = 10
@@ -169,9 +238,7 @@ class BarPlot(_Plot):
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.redraw()
 
-    def draw(self) -> None:
-        self._start()
-        plt = self.plt
+    def draw(self, plt: Any) -> None:
         if self.categories and self.values:
             names = list(self.values)
             # Numeric positions with a thinned set of named ticks: 113 labels cannot all fit.
@@ -187,4 +254,4 @@ class BarPlot(_Plot):
             plt.xticks(ticks, [self.categories[i] for i in ticks])
 
 
-__all__ = ["Series", "VLine", "LinePlot", "ScatterPlot", "BarPlot", "finite_xy", "COLOURS"]
+__all__ = ["Series", "VLine", "BasePlot", "LinePlot", "ScatterPlot", "BarPlot", "PlotBuilt", "finite_xy", "COLOURS"]

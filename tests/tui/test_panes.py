@@ -412,8 +412,18 @@ async def test_result_table_sorts_raw_values_with_nan_last():
 
 
 # -- plots ------------------------------------------------------------------------------------
-async def test_log_line_plot_renders_again_after_the_first_build():
-    """plotext logs a log axis' data in place on build; our plots rebuild on every render."""
+async def wait_built(app, pilot, plot) -> None:
+    """Until the plot shows the figure of its current data (built on a worker thread)."""
+    for _ in range(100):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not plot.build_pending:
+            return
+    raise AssertionError("the plot was never built")
+
+
+async def test_log_line_plot_builds_again_after_the_first_build():
+    """plotext logs a log axis' data in place on build; each build starts from a clear figure."""
     from grok_tui.widgets.plots import Series, VLine
 
     plot = LinePlot()
@@ -422,10 +432,36 @@ async def test_log_line_plot_renders_again_after_the_first_build():
         plot.set_data([Series("test_loss", [0, 50, 100, 150], [2.6, 0.5, 1e-3, 1e-5])],
                       title="losses", log_y=True, vlines=[VLine(100, "memorization")])
         plot.set_marker(VLine(150, "selected", "red"))
-        await pilot.pause()
+        await wait_built(app, pilot, plot)
         first = text_of(plot)
-        plot.refresh()
+        assert "losses" in first
+        for _ in range(2):  # a second and third build of the same data
+            plot.redraw()
+            await wait_built(app, pilot, plot)
+            assert text_of(plot) == first
+
+
+async def test_plots_build_off_the_ui_thread_and_show_only_the_latest_data():
+    import threading
+
+    from grok_tui.widgets.plots import Series
+
+    plot = LinePlot()
+    app = PaneApp(plot)
+    builders: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        build = plot.plt.build
+
+        def recording_build():
+            builders.append(threading.current_thread().name)
+            return build()
+
+        plot.plt.build = recording_build
+        plot.set_data([Series("a", [0, 1], [0, 1])], title="first")
         await pilot.pause()
-        assert text_of(plot) == first and "losses" in first
-        plot.render()
-        plot.render()  # a third build of the same data still works
+        plot.set_data([Series("a", [0, 1], [1, 0])], title="second")
+        plot.set_data([Series("a", [0, 1], [1, 2])], title="third")
+        await wait_built(app, pilot, plot)
+        shown = text_of(plot)
+        assert "third" in shown and "second" not in shown and "first" not in shown
+        assert builders and threading.main_thread().name not in builders
