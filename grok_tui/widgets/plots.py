@@ -66,6 +66,9 @@ class PlotBuilt(Message, bubble=False):
 
 
 class BasePlot(PlotextPlot):
+    """A plotext plot whose figure is built on a worker thread (see the module docstring);
+    subclasses keep their data in attributes and draw it in ``draw``."""
+
     DEFAULT_CSS = """
     BasePlot { width: 1fr; height: 1fr; min-height: 6; }
     """
