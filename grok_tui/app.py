@@ -19,8 +19,8 @@ from textual.binding import Binding
 from textual.containers import Center, Middle
 from textual.widgets import LoadingIndicator, Static
 
-from grok_tui.commands import GrokCommands
 from grok_tui import heap
+from grok_tui.commands import GrokCommands
 from grok_tui.messages import EngineFailed, EngineLoaded, EngineWarm
 from grok_tui.screens.help import HelpScreen, binding_rows, collect_sections
 from grok_tui.screens.new_run import NewRunRequest, NewRunScreen
