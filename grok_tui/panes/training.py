@@ -219,22 +219,27 @@ class TrainingPane(StudyPane):
             lines.append(VLine(self.marker, "checkpoint", "magenta"))
         return lines
 
+    def _series(self, plot: LinePlot, kind: str, log10: bool = False) -> list[Series]:
+        """Train (blue) and test (red) ``kind`` ("loss" or "acc") thinned to the plot's
+        width; with ``log10``, log10 of the values above zero."""
+        series = []
+        for split, color in (("train", "blue"), ("test", "red")):
+            y = self.curves[f"{split}_{kind}"]
+            ok = ~np.isnan(y) & (y > 0) if log10 else ~np.isnan(y)
+            x, y = _thin(self.epoch[ok], np.log10(y[ok]) if log10 else y[ok], points=self._points(plot))
+            if len(x):
+                series.append(Series(split, x.tolist(), y.tolist(), color))
+        return series
+
     def _draw_loss(self, marks: list[tuple[str, int]]) -> None:
         # log10 of the loss on a linear axis with decade ticks, not a log axis: ticks at
         # whole decades read better than plotext's, and the loss spans up to 10 decades.
         plot = self.query_one("#loss-plot", LinePlot)
-        series = []
-        low, high = math.inf, -math.inf
-        for name, label, color in (("train_loss", "train", "blue"), ("test_loss", "test", "red")):
-            y = self.curves[name]
-            ok = ~np.isnan(y) & (y > 0)
-            x, y = _thin(self.epoch[ok], np.log10(y[ok]), points=self._points(plot))
-            if len(x):
-                series.append(Series(label, x.tolist(), y.tolist(), color))
-                low, high = min(low, float(y.min())), max(high, float(y.max()))
+        series = self._series(plot, "loss", log10=True)
+        values = [v for s in series for v in s.y]
         yticks = None
-        if low <= high:
-            first, last = math.floor(low), math.ceil(high)
+        if values:
+            first, last = math.floor(min(values)), math.ceil(max(values))
             step = max(1, math.ceil((last - first) / 5))
             ticks = list(range(first, last + 1, step))
             yticks = (ticks, [f"1e{k}" for k in ticks])
@@ -243,15 +248,8 @@ class TrainingPane(StudyPane):
 
     def _draw_accuracy(self, marks: list[tuple[str, int]]) -> None:
         plot = self.query_one("#acc-plot", LinePlot)
-        series = []
-        for name, label, color in (("train_acc", "train", "blue"), ("test_acc", "test", "red")):
-            y = self.curves[name]
-            ok = ~np.isnan(y)
-            x, y = _thin(self.epoch[ok], y[ok], points=self._points(plot))
-            if len(x):
-                series.append(Series(label, x.tolist(), y.tolist(), color))
-        plot.set_data(series, title="accuracy", xlabel="epoch", vlines=self._marks(marks),
-                      xlim=self._xlim(), ylim=(0, 1))
+        plot.set_data(self._series(plot, "acc"), title="accuracy", xlabel="epoch",
+                      vlines=self._marks(marks), xlim=self._xlim(), ylim=(0, 1))
 
     def _draw_progress(self) -> None:
         done = int(self.epoch[-1]) if len(self.epoch) else 0
