@@ -43,6 +43,7 @@ class Context:
     last: Any = field(init=False)
     _model: Any = field(init=False, default=None)
     _cache: Any = field(init=False, default=None)
+    _neuron_acts_f64: torch.Tensor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         from grok_engine.fast import last_position
@@ -108,6 +109,26 @@ class Context:
     def neuron_acts(self) -> torch.Tensor:
         """Post-activation of the last layer's MLP at '=': [N, d_mlp]."""
         return self.last.post
+
+    @property
+    def neuron_acts_f64(self) -> torch.Tensor:
+        """:attr:`neuron_acts` computed in float64 from the (float32) weights: [N, d_mlp].
+
+        For fits that amplify rounding: the probe's least squares is nearly singular on these
+        activations (condition number ~3e7 on the notebook's p=10 run), so the float32
+        forward's last-bit differences between BLAS kernels (AVX2 vs AVX-512 vs SSE: other
+        summation orders) moved its R^2 in the third digit. In float64 the activations, and
+        so the fit, are a property of the weights. Built on first use (one extra forward of
+        the last position; ~2x the float32 one).
+        """
+        if self._neuron_acts_f64 is None:
+            from grok_engine.fast import last_position
+
+            w64 = {k: v.to(torch.float64) for k, v in self.weights.items()}
+            with torch.inference_mode():
+                self._neuron_acts_f64 = last_position(w64, self.tokens[:, 0], self.tokens[:, 1],
+                                                      self.config.model).post
+        return self._neuron_acts_f64
 
     @property
     def neuron_pre_acts(self) -> torch.Tensor:

@@ -9,6 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7: the resolution of the weights
+
 
 @dataclass
 class Table:
@@ -18,17 +20,41 @@ class Table:
     >>> t = Table("pca", {"component": [1, 2], "explained": [0.73, 0.26]})
     >>> t.n_rows
     2
+
+    ``noise_floor`` names groups of float columns that share one scale and whose rounding
+    error is relative to the largest magnitude in the group: singular values, variance
+    ratios, PC scores, fitted coefficients. A value below float32 eps times that largest is
+    rounding noise (the 7th singular value of a centred 7-row matrix: ~3e-16, a different
+    one on every BLAS kernel), so the UI shows it as 0; the CSV keeps the raw value.
     """
 
     name: str
     columns: dict[str, Sequence[Any]]
     title: str = ""
     description: str = ""
+    noise_floor: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         lengths = {k: len(v) for k, v in self.columns.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"table {self.name!r} has columns of different lengths: {lengths}")
+        unknown = [c for group in self.noise_floor for c in group if c not in self.columns]
+        if unknown:
+            raise ValueError(f"table {self.name!r}: noise_floor names unknown columns {unknown}")
+
+    def noise_threshold(self, column: str) -> float:
+        """Magnitude below which ``column``'s values are rounding noise: float32 eps times the
+        largest finite magnitude of its ``noise_floor`` group; 0.0 for a column in no group."""
+        for group in self.noise_floor:
+            if column in group:
+                largest = 0.0
+                for name in group:
+                    values = np.abs(np.asarray(self.columns[name], dtype=np.float64))
+                    finite = values[np.isfinite(values)]
+                    if finite.size:
+                        largest = max(largest, float(finite.max()))
+                return FLOAT32_EPS * largest
+        return 0.0
 
     @property
     def n_rows(self) -> int:

@@ -3,7 +3,8 @@
 Each replaces a per-column or per-sample loop of the notebook with one matrix operation:
 ``pearson_columns`` is the notebook's ``for i in range(d_mlp): pearsonr(X[:, i], y)``;
 ``least_squares`` is ``sklearn.linear_model.LinearRegression().fit`` (intercept, minimum-norm
-coefficients when the system is under-determined, the same singular-value cutoff); ``r2_score`` and ``mse`` are sklearn's.
+coefficients when the system is under-determined, the same SVD solve and singular-value
+cutoff); ``r2_score`` and ``mse`` are sklearn's.
 """
 
 from __future__ import annotations
@@ -50,26 +51,23 @@ def least_squares(X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
                   rcond: float = 1e-6) -> tuple[np.ndarray, float]:
     """Ordinary least squares with an intercept: ``y ~ X @ coef + intercept``, in float64.
 
-    X [N, k], y [N] -> (coef [k], intercept). As sklearn's LinearRegression (1.9): X and y
-    are centred, the coefficients are the minimum-norm solution ignoring singular values
-    below ``rcond`` times the largest (sklearn's ``tol=1e-6``), the intercept restores the
-    means. The cutoff matters: MLP activations are float32, so directions weaker than about
-    1e-6 of the strongest are rounding noise, and keeping them makes the fit depend on it.
+    X [N, k], y [N] -> (coef [k], intercept). What sklearn's ``LinearRegression`` (1.9) does
+    on dense input: X and y are centred, the coefficients are ``scipy.linalg.lstsq``'s
+    minimum-norm solution (LAPACK ``gelsd``: an SVD) ignoring singular values below
+    ``rcond`` times the largest (sklearn's ``tol=1e-6``), and the intercept restores the
+    means. ``np.linalg.lstsq`` calls the same ``gelsd`` with the same relative cutoff.
 
-    Solved through the k x k Gram matrix (``eigh`` of ``Xc.T @ Xc``) instead of an SVD of the
-    N x k matrix: one BLAS-3 product and a small eigendecomposition, several times faster at
-    p=113 (N 8938, k 512). Squaring the matrix costs accuracy only in directions near the
-    cutoff (singular value ~1e-6 of the largest is eigenvalue ~1e-12, still 1e4 above float64
-    rounding of the largest), which hold a negligible share of the fit.
+    Why an SVD and not the k x k Gram matrix: MLP activations are nearly collinear (condition
+    number ~3e7 on the notebook's p=10 run), and ``Xc.T @ Xc`` squares that to ~1e15, at
+    float64's own rounding, so its solution depended on the BLAS kernel's summation order
+    (R^2 0.07244 on one CPU, 0.07248 on another). The SVD works at the matrix's own
+    condition, so the result is a property of the activations. The cutoff matters too: the
+    activations are float32, and directions weaker than ~1e-6 of the strongest are their
+    rounding noise.
     """
     X, y = as_f64(X), as_f64(y)
     X_mean, y_mean = X.mean(axis=0), y.mean()
-    Xc = X - X_mean
-    eigvals, eigvecs = np.linalg.eigh(Xc.T @ Xc)
-    eigvals = np.clip(eigvals, 0.0, None)
-    keep = np.sqrt(eigvals) > rcond * np.sqrt(eigvals.max()) if eigvals.max() > 0 else eigvals > 0
-    V = eigvecs[:, keep]
-    coef = V @ ((V.T @ (Xc.T @ (y - y_mean))) / eigvals[keep])
+    coef, _res, _rank, _sv = np.linalg.lstsq(X - X_mean, y - y_mean, rcond=rcond)
     return coef, float(y_mean - X_mean @ coef)
 
 

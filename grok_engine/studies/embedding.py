@@ -107,22 +107,26 @@ def embedding(ctx, n_components: int | None = None, seed: int = 0) -> StudyResul
         "cumulative_ratio": np.cumsum(ratio_np),
     }, title="PCA of W_E (centred SVD)",
         description="Explained variance ratio S^2 / sum S^2 of each principal component of the "
-                    "token embeddings, and the running total."))
+                    "token embeddings, and the running total.",
+        noise_floor=(("singular_value",), ("explained_ratio",))))
     result.add(Table("pc_scores", {"token": tokens, **{n: scores_np[:, i] for i, n in enumerate(names)}},
                      title="PC scores per token",
-                     description="Each token's embedding minus the mean, projected on each component."))
+                     description="Each token's embedding minus the mean, projected on each component.",
+                     noise_floor=(tuple(names),)))
     result.add(Grid("pc_scores", scores_np[:, :n_components], "token", "component",
                     tokens.tolist(), names, title="PC scores per token", centered=True))
     pc2 = scores_np[:, 1] if k > 1 else np.zeros(len(tokens))
     result.add(Table("pc1_pc2", {"token": tokens, "pc1": scores_np[:, 0], "pc2": pc2},
                      title="Tokens on PC1 and PC2",
-                     description="The notebook's scatter: a line along PC1, a parabola along PC2."))
+                     description="The notebook's scatter: a line along PC1, a parabola along PC2.",
+                     noise_floor=(("pc1", "pc2"),)))
     S_W = singular_values(W_E)
     S_R = singular_values(random_control(W_E, seed))
     result.add(Table("singular_values", {"index": np.arange(1, len(S_W) + 1), "W_E": S_W, "random": S_R},
                      title="Singular values of W_E and of a random control",
                      description=f"Uncentred SVD of W_E beside a Gaussian matrix of the same shape "
-                                 f"and RMS (seed {seed}); a few large values = low-rank structure."))
+                                 f"and RMS (seed {seed}); a few large values = low-rank structure.",
+                     noise_floor=(("W_E",), ("random",))))
     result.scalars.update({
         "pc1_ratio": float(ratio_np[0]),
         "pc2_ratio": float(ratio_np[1]) if k > 1 else float("nan"),

@@ -98,7 +98,7 @@ def fourier(ctx, threshold: float = 0.85, neuron: int = 0, key_freqs: Any = None
     norms = embedding_component_norms(ctx.W_E, fb)
     result.add(Table("embedding_norms", {"component": list(fb.names), "frequency": fb.freqs,
                                          "norm": norms.numpy()},
-                     title="Norms of the embedding in the Fourier basis"))
+                     title="Norms of the embedding in the Fourier basis", noise_floor=(("norm",),)))
     if task == "add":
         result.scalars["note"] = ("integer addition is not periodic in p: only the Fourier basis "
                                   "and the embedding norms are shown")
@@ -153,7 +153,7 @@ def fourier(ctx, threshold: float = 0.85, neuron: int = 0, key_freqs: Any = None
                     centered=False))
     result.add(Table("w_logit_norms", {"component": list(fb.names), "frequency": fb.freqs,
                                        "norm": w_logit_norms.numpy()},
-                     title="W_logit in the Fourier basis (norm over neurons)"))
+                     title="W_logit in the Fourier basis (norm over neurons)", noise_floor=(("norm",),)))
     result.add(Grid("neuron_fourier", fourier_2d(acts[:, :, neuron], fb).numpy(), "a", "b",
                     list(fb.names), list(fb.names),
                     title=f"2-D Fourier transform of neuron {neuron}"))

@@ -92,7 +92,8 @@ def neurons(ctx, threshold: float = 0.9, neuron: int | None = None) -> StudyResu
     }, title=f"Neuron {neuron}'s pre-activation fitted on the PC scores of a and b",
         description=f"Least squares on {n_rows} rows"
                     + (" (a + b < p, as the notebook)" if ctx.config.task.task == "add" else "")
-                    + "; the scalar fit_r2 is its R^2 on the same rows."))
+                    + "; the scalar fit_r2 is its R^2 on the same rows.",
+        noise_floor=(("coefficient",),)))
     result.scalars.update({
         "threshold": float(threshold),
         "n_above": int((np.abs(r) > threshold).sum()),

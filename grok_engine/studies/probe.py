@@ -7,11 +7,13 @@ on the held-out rows with predicting the train mean. Here the activations come f
 context's single cache and the split is sklearn's, so the rows are the notebook's.
 
 The fit is sklearn's LinearRegression done in float64 (:func:`least_squares`: the same
-centring, minimum-norm solution and 1e-6 singular-value cutoff). The notebook hands
-LinearRegression float32 activations, and these are nearly collinear (condition number
-about 3e7 on its p=10 run, d_mlp 512 > 70 train rows), so a float32 solve moves R^2 in the
-fourth digit with rounding; float64 makes the number a property of the activations
-(on the notebook's own checkpoint: R^2 0.99439 here, 0.9945 printed by the notebook).
+centring, SVD-based minimum-norm solution and 1e-6 singular-value cutoff), on activations
+computed in float64 from the checkpoint's weights. The notebook hands LinearRegression
+float32 activations, and these are nearly collinear (condition number about 3e7 on its
+p=10 run, d_mlp 512 > 70 train rows), so their last-bit rounding, which differs between
+CPUs' BLAS kernels, moves R^2 in the fourth digit or worse; in float64 throughout, R^2 is a
+property of the weights (on the notebook's own checkpoint: R^2 0.99439 here, 0.9945
+printed by the notebook).
 
 The baseline predicts the train mean. The notebook's ``np.full_like(y_test, y_train.mean())``
 inherits y_test's integer dtype and so predicts the mean rounded toward zero (9.41 -> 9 on
@@ -46,7 +48,7 @@ def probe(ctx, test_size: float = 0.3, random_state: int = 42) -> StudyResult:
         raise GrokError(f"test_size={test_size!r} is out of range: allowed (0, 1)")
     if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
         raise GrokError(f"random_state={random_state!r} is not allowed: an integer >= 0")
-    X = as_f64(ctx.neuron_acts)  # [N, d_mlp]
+    X = as_f64(ctx.neuron_acts_f64)  # [N, d_mlp]: a float64 forward (see Context.neuron_acts_f64)
     y = probe_target(ctx)
     rows = np.arange(len(y))
     n_test = int(np.ceil(test_size * len(y)))

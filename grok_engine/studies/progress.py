@@ -243,7 +243,8 @@ def progress_measures(run: "Run", progress_callback: ProgressCallback | None = N
                      description=f"restricted/excluded loss at key frequencies {key_freqs} "
                                  f"(from the final checkpoint's neurons)"))
     result.add(Table("cos_coeffs", {"epoch": ep, **{f"freq_{k}": cos_coeffs[:, k - 1] for k in freqs}},
-                     title="Coefficient of the logits on cos(w(a+b-c)) per frequency"))
+                     title="Coefficient of the logits on cos(w(a+b-c)) per frequency",
+                     noise_floor=(tuple(f"freq_{k}" for k in freqs),)))
     result.add(Table("key_frequencies", {"frequency": np.asarray(key_freqs, dtype=np.int64),
                                          "neuron_share": shares[np.asarray(key_freqs, dtype=np.int64) - 1]},
                      title="Key frequencies of the final checkpoint"))

@@ -4,7 +4,8 @@ Showing a table costs (nearly) nothing per row: the widget keeps the ``Table``, 
 as numpy arrays and ``order`` (the display order, a permutation of row indices), and builds
 each visible line in :meth:`render_line` (Textual's Line API), formatting a row only when it
 is drawn (an LRU keeps the formatted lines). Column widths come from the header and the
-columns' extremes or a sample of rows (see :func:`column_width`), never from every cell.
+columns' values (see :func:`column_width`): always wide enough, so no number is clipped.
+Values below a column's rounding floor (``Table.noise_floor``) show as 0.
 
 Layout: a fixed bold header line (``name ▲``; the arrow slot is always there so sorting
 never changes the widths), then one line per row with zebra stripes and the row cursor.
@@ -102,11 +103,13 @@ def _object_order(values: np.ndarray, reverse: bool) -> np.ndarray:
 
 
 def column_width(values: np.ndarray) -> int:
-    """Cells the widest formatted value of ``values`` needs.
+    """Cells the widest formatted value of ``values`` needs: never less, so no cell is
+    clipped.
 
-    Exact for integer and bool columns (from the extremes). Other columns format every
-    value up to SAMPLE_ROWS rows, else SAMPLE_ROWS evenly spaced rows plus a float column's
-    extremes; a cell found wider when drawn is clipped with '…'.
+    Exact for integer and bool columns (from the extremes), and for any column of up to
+    SAMPLE_ROWS rows (every value formatted). A longer float column takes
+    :func:`float_width`'s bound, exact for the magnitudes present; a longer text column
+    measures every value (text columns are short lists of names in practice).
     """
     n = len(values)
     if n == 0:
@@ -116,16 +119,41 @@ def column_width(values: np.ndarray) -> int:
         return max(len(str(values.min())), len(str(values.max())))
     if kind == "b":
         return max(len(str(bool(v))) for v in np.unique(values))
-    sample = values if n <= SAMPLE_ROWS else values[np.linspace(0, n - 1, SAMPLE_ROWS).astype(np.intp)]
+    if kind == "f" and n > SAMPLE_ROWS:
+        return float_width(values)
     if kind != "f":
-        return max(cell_len(format_value(_item(v))) for v in sample)
-    if n > SAMPLE_ROWS:
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            sample = np.concatenate([sample, [finite.min(), finite.max()]])
+        return max(cell_len(format_value(_item(v))) for v in values)
     # Python floats and len(): formatted numbers are ASCII, and wide tables (a column per
     # principal component) size thousands of them.
-    return max(len(format_value(v)) for v in sample.tolist())
+    return max(len(format_value(v)) for v in values.tolist())
+
+
+# Longest text of format_value (4 significant digits, exponent form outside [1e-3, 1e4))
+# per decade of |v|, without the sign: '0.001234' (8) ... '0.1234' (6), '1.234' ... '123.4'
+# (5), '1234' (4; '1e+04' (5) from 9999.5 up), then '1.234e+04' (9).
+_DECADE_WIDTH = {-3: 8, -2: 7, -1: 6, 0: 5, 1: 5, 2: 5, 3: 4}
+
+
+def float_width(values: np.ndarray) -> int:
+    """An upper bound of ``len(format_value(v))`` over a float array, from the decades and
+    signs present (no formatting): exact but for trailing zeros, which the 'g' format
+    drops."""
+    v = values.astype(np.float64, copy=False)
+    finite = np.isfinite(v)
+    width = 0
+    if not finite.all():
+        width = 4 if np.isneginf(v).any() else 3  # 'NaN', 'inf', '-inf'
+    f = v[finite & (v != 0)]
+    if not f.size:
+        return max(width, 1)  # '0'
+    decades = np.floor(np.log10(np.abs(f))).astype(np.int64)
+    for decade in np.unique(decades).tolist():
+        in_decade = f[decades == decade]
+        body = _DECADE_WIDTH.get(decade, 10 if abs(decade) >= 99 else 9)
+        if decade == 3 and (np.abs(in_decade) >= 9999.5).any():
+            body = 5
+        width = max(width, body + bool((in_decade < 0).any()))
+    return width
 
 
 def fit(text: str, width: int, right: bool) -> str:
@@ -136,9 +164,13 @@ def fit(text: str, width: int, right: bool) -> str:
     return " " * (width - size) + text if right else text + " " * (width - size)
 
 
-def format_cell(value: Any, width: int) -> str:
-    """One cell of a row line: the formatted raw value aligned in ``width``, padded."""
+def format_cell(value: Any, width: int, noise: float = 0.0) -> str:
+    """One cell of a row line: the formatted raw value aligned in ``width``, padded. A number
+    whose magnitude is below ``noise`` (its column's rounding floor, see
+    ``Table.noise_floor``) shows as 0."""
     pad = " " * PADDING
+    if noise and _is_number(value) and abs(value) < noise:
+        value = 0
     return pad + fit(format_value(value), width, _is_number(value)) + pad
 
 
@@ -222,6 +254,7 @@ class ResultTable(ScrollView, can_focus=True, inherit_bindings=False):
         self.sort_reverse = False
         self._columns: list[np.ndarray] = []  # the table's columns, in display order
         self._widths: list[int] = []  # content cells per column (padding excluded)
+        self._noise: list[float] = []  # per column: magnitudes below this show as 0
         self._order = np.zeros(0, dtype=np.intp)  # display row -> raw row index
         self._cursor = 0
         self._lines: LRUCache[int, str] = LRUCache(CACHED_LINES)  # raw row -> formatted line
@@ -253,6 +286,7 @@ class ResultTable(ScrollView, can_focus=True, inherit_bindings=False):
         self._order = self._sorted_order() if table is not None else np.zeros(0, dtype=np.intp)
         self._widths = [max(cell_len(self._label(name)), column_width(values))
                         for name, values in zip(self.column_names, self._columns)]
+        self._noise = [table.noise_threshold(name) for name in self.column_names] if table is not None else []
         self.virtual_size = Size(sum(w + 2 * PADDING for w in self._widths), self.row_count + 1)
         if cursor_raw is not None:
             self._cursor = self._display_row(cursor_raw)
@@ -426,8 +460,8 @@ class ResultTable(ScrollView, can_focus=True, inherit_bindings=False):
         """The formatted cells of raw row ``raw_index``, cached."""
         line = self._lines.get(raw_index)
         if line is None:
-            line = "".join(format_cell(_item(values[raw_index]), width)
-                           for values, width in zip(self._columns, self._widths))
+            line = "".join(format_cell(_item(values[raw_index]), width, noise)
+                           for values, width, noise in zip(self._columns, self._widths, self._noise))
             self._lines.set(raw_index, line)
         return line
 

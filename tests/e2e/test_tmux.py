@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tui"))
-from tui_fixtures import make_tiny_run  # noqa: E402
+from tui_fixtures import copy_tiny_run  # noqa: E402
 
 TMUX = shutil.which("tmux")
 
@@ -56,7 +56,7 @@ def test_grok_tui_in_tmux(tmp_path):
     command = grok_tui_command()
     if command is None:
         pytest.skip("the grok-tui command is not installed (pip install -e .)")
-    make_tiny_run(tmp_path / "runs", "tiny")
+    copy_tiny_run(tmp_path / "runs", "tiny")
     session = f"grok-e2e-{uuid.uuid4().hex[:8]}"
     env_prefix = f"cd {tmp_path} && OMP_NUM_THREADS=1 "
     subprocess.run([TMUX, "new-session", "-d", "-s", session, "-x", "100", "-y", "30",

@@ -275,13 +275,15 @@ def test_probe_rows_and_fit_match_the_notebook(ctx):
     ref = notebook_probe(ctx)
     np.testing.assert_allclose(post[[index[(x, y)] for x, y in zip(a, b)]], ref["X_test"], atol=1e-6)
     np.testing.assert_array_equal(col(result, "predictions", "true"), target(ctx)[[index[(x, y)] for x, y in zip(a, b)]])
-    assert_probe_equals(result, notebook_probe(ctx, X_probe=ctx.neuron_acts.numpy()))
+    # given the study's (float64) activations, its fit is sklearn's
+    assert_probe_equals(result, notebook_probe(ctx, X_probe=ctx.neuron_acts_f64.numpy()))
+    np.testing.assert_allclose(ctx.neuron_acts_f64.numpy(), ctx.neuron_acts.numpy(), rtol=1e-5, atol=1e-6)
     # and the notebook's own numbers are close, to the conditioning
     assert result.scalars["r2"] == pytest.approx(ref["r2"], rel=1e-2)
 
 
 def test_probe_options(tiny_ctx_add):
-    X = tiny_ctx_add.neuron_acts.numpy()
+    X = tiny_ctx_add.neuron_acts_f64.numpy()
     ref = notebook_probe(tiny_ctx_add, X_probe=X, test_size=0.5, random_state=3)
     result = run_study("probe", tiny_ctx_add, test_size=0.5, random_state=3)
     assert_probe_equals(result, ref)

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # tui_fixtures
 
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory) -> Path:
-    """A runs folder with ``tiny`` (tui_fixtures.make_tiny_run: add p=7, 200 epochs, a
-    checkpoint every 50), trained once for the app tests."""
-    from tui_fixtures import make_tiny_run
+    """A runs folder with ``tiny`` (tui_fixtures.copy_tiny_run: add p=7, 200 epochs, a
+    checkpoint every 50, the committed run), for the app tests."""
+    from tui_fixtures import copy_tiny_run
 
     runs = tmp_path_factory.mktemp("app_runs")
-    make_tiny_run(runs, "tiny")
+    copy_tiny_run(runs, "tiny")
     return runs
 
 

@@ -11,7 +11,9 @@ from textual.app import App, ComposeResult
 from textual.geometry import Region
 
 from grok_engine.results import Table
-from grok_tui.widgets.result_table import ResultTable, column_array, column_width, fit, sort_order
+from grok_tui.widgets.heatmap import format_value
+from grok_tui.widgets.result_table import (ResultTable, column_array, column_width, fit, float_width,
+                                          format_cell, sort_order)
 
 SIZE = (40, 12)  # 11 rows under the header
 pytestmark = pytest.mark.anyio
@@ -42,10 +44,47 @@ def test_column_width_is_the_widest_formatted_value():
     assert column_width(np.array([True, False])) == 5
     assert column_width(np.array([0.5, NAN, -0.001234])) == len("-0.001234")
     assert column_width(column_array(["x", "long name"])) == 9
-    # a large float column is sampled, but its extremes always count
     big = np.zeros(50_000)
     big[12_345] = -123456.0  # formatted "-1.235e+05"
     assert column_width(big) == 10
+
+
+def test_a_large_column_fits_a_wide_value_that_no_sample_would_see():
+    """Wider than its neighbours and not at an extreme: -0.001234 sits among values of
+    0..1, so only a bound over every value's magnitude and sign sizes it."""
+    big = np.linspace(0.0, 1.0, 50_000)
+    big[12_345] = -0.001234
+    assert column_width(big) == len("-0.001234")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_float_width_bounds_every_formatted_value(seed):
+    rng = np.random.default_rng(seed)
+    values = rng.choice([-1, 1], 20_000) * 10.0 ** rng.uniform(-120, 120, 20_000)
+    values[:50] = np.array([9999.5, 0.00099996, 99999.5, 1e-99, 9.9996e99, 0.0, NAN,
+                            -np.inf, 1e4, 12345.0] * 5)
+    widest = max(len(format_value(v)) for v in values.tolist())
+    assert float_width(values) >= widest
+    # within 3 cells of the truth (the 'g' format drops trailing zeros)
+    assert float_width(values) - widest <= 3
+    for decade in range(-6, 7):  # and exact on each decade's widest mantissa
+        v = np.array([-9.8765 * 10.0 ** decade])
+        assert float_width(v) == len(format_value(v[0])), decade
+
+
+def test_rounding_noise_shows_as_zero_but_the_table_keeps_it():
+    """The 7th singular value of a centred 7-row matrix is ~3e-16: float32 eps x 1.5 is the
+    column's floor, so it shows as 0; a small but real value above the floor stays."""
+    table = Table("pca", {"component": [1, 6, 7], "singular_value": [1.5, 2e-6, 3.094e-16]},
+                  noise_floor=(("singular_value",),))
+    floor = table.noise_threshold("singular_value")
+    assert floor == pytest.approx(1.5 * np.finfo(np.float32).eps)
+    assert table.noise_threshold("component") == 0.0
+    assert format_cell(3.094e-16, 9, floor).strip() == "0"
+    assert format_cell(2e-6, 9, floor).strip() == "2.000e-06"
+    assert table.columns["singular_value"][2] == 3.094e-16
+    with pytest.raises(ValueError, match="noise_floor names unknown columns"):
+        Table("t", {"a": [1.0]}, noise_floor=(("b",),))
 
 
 def test_fit_pads_and_clips():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tui_fixtures import make_tiny_run, settle  # noqa: E402
+from tui_fixtures import copy_tiny_run, settle  # noqa: E402
 
 from grok_tui.app import GrokApp  # noqa: E402
 from grok_tui.screens.run import pane_classes  # noqa: E402
@@ -23,7 +23,7 @@ SIZE = (80, 24)
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("snap_src") / "runs"
-    make_tiny_run(runs, "tiny")
+    copy_tiny_run(runs, "tiny")
     return runs
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
+TINY_RUN = Path(__file__).resolve().parents[1] / "data" / "runs" / "tiny"  # make_tiny_run.py
 TINY = dict(task="add", p=7, d_model=32, d_mlp=64, n_heads=2, d_head=16, epochs=200,
             checkpoint_every=50, device="cpu")
 
@@ -27,6 +30,19 @@ def make_tiny_run(runs_dir: Path, run_id: str = "tiny", train: bool = True, **ov
     if train:
         run.trainer().run(callback=run)
     return run
+
+
+def copy_tiny_run(runs_dir: Path, run_id: str = "tiny") -> Path:
+    """The committed tiny run (tests/data/runs/tiny, made by make_tiny_run with the config
+    above) copied to ``runs_dir/run_id``: the same weights on every CPU, so what the app
+    shows does not depend on the BLAS kernel that trained it (see tests/data/make_tiny_run.py)."""
+    dest = Path(runs_dir) / run_id
+    shutil.copytree(TINY_RUN, dest)
+    if run_id != "tiny":
+        config = json.loads((dest / "config.json").read_text())
+        config["id"] = run_id
+        (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return dest
 
 
 from textual.worker import WorkerCancelled  # noqa: E402
