@@ -7,6 +7,7 @@
 (c) time to 99% test accuracy with `--preset fast` on p=113 mod_add
 (d) the studies of one checkpoint and the progress-measure pass (bench/studies_bench.py)
 (e) the TUI (bench/tui_bench.py, if present)
+(f) the p=113 training loop's GFLOP/s as a fraction of float32 matmul GFLOP/s (bench/flops.py)
 
 The anchor is ../shared/anchor (the notebook's cells on TransformerLens 3.9, in a venv of its
 own); its side is skipped with a message when that folder is absent. Every figure is the
@@ -27,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ modules, run as a script
 
 from common import BENCH, Bench, Figure, find_anchor_python, fmt_ratio, ours_env, say  # noqa: E402
+from machine import describe  # noqa: E402
 from train_bench import bench_a, bench_b, bench_c  # noqa: E402
 
 
@@ -55,7 +57,18 @@ def bench_e(bench: Bench) -> None:
                      "ran" if result.returncode == 0 else f"failed (exit {result.returncode})"))
 
 
-SECTIONS = {"a": bench_a, "b": bench_b, "c": bench_c, "d": bench_d, "e": bench_e}
+def bench_f(bench: Bench) -> None:
+    import flops
+
+    say("(f) training loop efficiency: achieved GFLOP/s over float32 matmul GFLOP/s, in one process")
+    peak = flops.matmul_gflops()
+    achieved, ms, path = flops.loop_gflops(113, 10 if bench.quick else 40)
+    say(f"    {path} path {ms:.1f} ms/epoch, {achieved:.1f} GFLOP/s; matmul {peak:.1f} GFLOP/s")
+    bench.add(Figure("(f) p=113 loop GFLOP/s / matmul GFLOP/s", f"{achieved / peak:.0%}",
+                     note=f"{achieved:.1f} of {peak:.1f} GFLOP/s", absolute=achieved / peak >= 0.40))
+
+
+SECTIONS = {"a": bench_a, "b": bench_b, "c": bench_c, "d": bench_d, "e": bench_e, "f": bench_f}
 
 
 def summary(bench: Bench) -> None:
@@ -67,6 +80,7 @@ def summary(bench: Bench) -> None:
     say()
     say("=" * 100)
     say("SUMMARY" + ("  (--quick: smoke check, not the real figures)" if bench.quick else ""))
+    say(describe())
     for i, row in enumerate(rows):
         say("  ".join(cell[:60].ljust(w) for cell, w in zip(row, widths)))
         if i == 0:
@@ -76,7 +90,7 @@ def summary(bench: Bench) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer reps and epochs: a smoke check")
-    parser.add_argument("--only", default="a,b,c,d,e", help="sections to run, e.g. a,b")
+    parser.add_argument("--only", default="a,b,c,d,e,f", help="sections to run, e.g. a,b")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per timing (default 3; 1 with --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (runs, anchor files)")
     args = parser.parse_args(argv)
@@ -95,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     say(f"bench: {platform.node()} {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), cuda {torch.cuda.is_available()}; work folder {workdir}")
+    say(describe())
     say(f"anchor: {anchor_python or why}")
     failed = False
     try:

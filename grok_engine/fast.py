@@ -181,6 +181,13 @@ def last_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
     return last_activations(w, a, b, cfg)[0]
 
 
+def flush_subnormals(grad: torch.Tensor) -> torch.Tensor:
+    """``grad`` with its float32-subnormal entries set to 0: a hook on the logits, so the
+    autograd path's backward reads what ``one_layer.loss_and_dlogits`` gives the numpy path
+    (why: :data:`grok_engine.one_layer.FLOAT32_TINY`)."""
+    return grad.masked_fill(grad.abs() < torch.finfo(grad.dtype).tiny, 0.0)
+
+
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The notebook's loss: mean cross-entropy in float64. logits [n, vocab] -> scalar"""
     log_probs = logits.to(torch.float64).log_softmax(dim=-1)

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 from grok_engine import one_layer
-from grok_engine.fast import accuracy, last_logits, loss_fn
+from grok_engine.fast import accuracy, flush_subnormals, last_logits, loss_fn
 from grok_engine.optim import FlatAdamW
 from grok_engine.tasks import Dataset, make_dataset
 from grok_engine.weights import init_weights, is_bias, param_shapes
@@ -251,6 +251,7 @@ class Trainer:
     def _gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Fill ``self.flat.grad`` for the train split; returns (train loss, train accuracy)."""
         logits = last_logits(self.views(), self.train_a, self.train_b, self.config.model)
+        logits.register_hook(flush_subnormals)
         loss = loss_fn(logits, self.train_labels)
         loss.backward()
         return loss.detach(), accuracy(logits.detach(), self.train_labels)
