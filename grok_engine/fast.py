@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 from grok_engine.config import ModelConfig
 
@@ -91,14 +92,65 @@ def _one_layer_resid_mid(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.T
     v = _plus(x @ w[att + "W_V"].transpose(0, 1).reshape(D, H * Dh), w, att + "b_V", (-1,))
     scores = (k.view(-1, H, Dh) * q.view(H, Dh)).sum(-1) / Dh ** 0.5  # [2p+1, head]
     vo = torch.bmm(v.view(-1, H, Dh).transpose(0, 1), w[att + "W_O"]).transpose(0, 1)  # [2p+1, head, d_model]
-    vo = vo.reshape(-1, H * D)
-    ib = b + p
-    pattern = torch.softmax(torch.stack([scores.index_select(0, a), scores.index_select(0, ib),
+    pattern = torch.softmax(torch.stack([scores.index_select(0, a), scores.index_select(0, b + p),
                                          scores[-1].expand(len(a), -1)], -1), -1)  # [n, head, 3]
-    attn_out = ((pattern[..., 0, None] * vo.index_select(0, a).view(-1, H, D)).sum(1)
-                + (pattern[..., 1, None] * vo.index_select(0, ib).view(-1, H, D)).sum(1))
-    attn_out = _plus(attn_out + pattern[..., 2] @ vo[-1].view(H, D), w, att + "b_O")
+    attn_out = (weighted_rows(pattern[..., 0], vo[:p], token_groups(a, p))
+                + weighted_rows(pattern[..., 1], vo[p:2 * p], token_groups(b, p)))
+    attn_out = _plus(attn_out + pattern[..., 2] @ vo[-1], w, att + "b_O")
     return resid_pre[-1] + attn_out, pattern
+
+
+@dataclass
+class TokenGroups:
+    """The rows of a token vector grouped by token, each group padded to the largest: the
+    layout :func:`weighted_rows` reads. ``slot`` [n]: row i's place ``token * L + rank``
+    in the padded [p * L] layout; ``pad_rows`` [p * L]: the row in each place, ``n`` (a
+    zero row) where the group is shorter."""
+
+    p: int
+    L: int
+    slot: torch.Tensor
+    pad_rows: torch.Tensor
+
+
+_GROUPS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def token_groups(tokens: torch.Tensor, p: int) -> TokenGroups:
+    """:class:`TokenGroups` of ``tokens`` [n] (values in 0..p-1), made once per tensor: the
+    trainer passes the same train and test tensors every epoch (one host sync, for L, when
+    the tensor is first seen)."""
+    cached = _GROUPS.get(tokens)
+    if cached is not None and cached.p == p:
+        return cached
+    n = len(tokens)
+    order = torch.argsort(tokens, stable=True)
+    counts = torch.bincount(tokens, minlength=p)
+    L = int(counts.max().item()) if n else 0
+    starts = torch.cumsum(counts, 0) - counts
+    sorted_tokens = tokens[order]
+    slot = torch.empty_like(tokens)
+    slot[order] = sorted_tokens * L + (torch.arange(n, device=tokens.device) - starts[sorted_tokens])
+    pad_rows = torch.full((p * L,), n, dtype=tokens.dtype, device=tokens.device)
+    pad_rows[slot] = torch.arange(n, device=tokens.device)
+    groups = TokenGroups(p, L, slot, pad_rows)
+    _GROUPS[tokens] = groups
+    return groups
+
+
+def weighted_rows(weights: torch.Tensor, table: torch.Tensor, groups: TokenGroups) -> torch.Tensor:
+    """``sum_h weights[i, h] * table[token_i, h]`` for every row i: [n, H], [p, H, D] -> [n, D].
+
+    The attention of '=' to one position: each row reads its token's value (through W_O) of
+    every head. Gathering ``table[token]`` would move n * H * D floats forward and scatter
+    as many back; grouping the rows by token instead makes it one batched matmul
+    [p, L, H] @ [p, H, D] between gathers of n * H weights and n * D outputs (p=113, 3830
+    rows: 4x less memory traffic each way, and no scatter-add into the table).
+    """
+    p, H, D = table.shape
+    padded = torch.cat([weights, weights.new_zeros(1, H)]).index_select(0, groups.pad_rows)
+    out = torch.bmm(padded.view(p, groups.L, H), table)                # [p, L, D]
+    return out.view(p * groups.L, D).index_select(0, groups.slot)
 
 
 def _attention(w: dict[str, torch.Tensor], layer: int, x: torch.Tensor, cfg: ModelConfig,
