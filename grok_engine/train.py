@@ -226,10 +226,14 @@ class Trainer:
                         view.copy_(resume[f"grokfast_ema/{name}"])
 
     def resume_state(self) -> dict[str, torch.Tensor]:
-        """Optimizer moments (and Grokfast EMA) per parameter name, for safetensors."""
+        """Optimizer step, moments (and Grokfast EMA) per parameter name, for safetensors.
+
+        A snapshot: every tensor is a copy on the CPU, never a view of the trainer's state.
+        The background writer saves it while the loop goes on stepping (``.to("cpu")`` of a
+        CPU tensor is the tensor itself: a saved ``step`` of 92 at epoch 90)."""
         opt = self.optimizer
         out: dict[str, torch.Tensor] = {"epoch": torch.tensor(self.epoch),
-                                        "step": opt.step_t.detach().to("cpu").reshape(())}
+                                        "step": opt.step_t.detach().to("cpu", copy=True).reshape(())}
         for key, flat in (("exp_avg", opt.exp_avg), ("exp_avg_sq", opt.exp_avg_sq),
                           ("grokfast_ema", self.grokfast_ema)):
             if flat is not None:
