@@ -14,7 +14,8 @@ P = trainable parameters, N = p*p rows, n = train rows, N - n = test rows:
   or the forward of the N - n test rows, whichever is larger (they never overlap). Per
   row, in floats, for the notebook's 1-layer model on the autograd path (``fast.py``):
   ``4 H D`` (the value rows gathered for a and b, kept for the backward, and their
-  gradients), ``3 d_mlp`` (hidden kept, its gradient and the pre-activation's), ``8 V``
+  gradients), ``4 d_mlp`` (the hidden activations kept for the backward, the gradients of
+  them and of the pre-activations, and one more: measured, not derived), ``8 V``
   (float32 logits, their float64 copy and log-softmax, the gradients back), ``8 D + 12 H``
   for the residual and attention pattern. A deeper model adds per earlier layer and row
   ``3 (4 d_mlp + 4 H d_head + 6 D + 6 H)`` (all three positions: pre/post activations and
@@ -106,7 +107,7 @@ def _floats_per_train_row(config: RunConfig, manual: bool) -> int:
         return 2 * H * 2 * p + 3 * (2 * p + 1) + 4 * M + 6 * V + 6 * D
     last_attention = 4 * H * D if m.n_layers == 1 else 6 * H * Dh
     earlier = (m.n_layers - 1) * 3 * (4 * M + 4 * H * Dh + 6 * D + 6 * H)
-    return last_attention + 3 * M + 8 * V + 8 * D + 12 * H + earlier
+    return last_attention + 4 * M + 8 * V + 8 * D + 12 * H + earlier
 
 
 def _floats_per_test_row(config: RunConfig, manual: bool) -> int:

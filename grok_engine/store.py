@@ -374,7 +374,7 @@ class AsyncWriter:
     ...     trainer.run(callback=writer)
     """
 
-    PENDING_BYTES = 256 << 20  # of checkpoints held at once, unless one alone is larger
+    PENDING_BYTES = 64 << 20  # of checkpoints held at once, unless one alone is larger
 
     def __init__(self, run: Run, max_pending: int = 8):
         import queue

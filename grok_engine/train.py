@@ -314,21 +314,33 @@ class Trainer:
     def _checkpoint(self) -> Checkpoint:
         return Checkpoint(self.epoch, self.weights(), self.resume_state(), self._metrics_copy())
 
+    def _emit_checkpoint(self, emit: Callback) -> None:
+        """Emit a checkpoint of the current weights or, if one of them is not finite,
+        record the divergence instead: blown-up weights are never checkpointed."""
+        checkpoint = self._checkpoint()
+        bad = first_nonfinite(checkpoint.weights)
+        if bad is None:
+            emit(checkpoint)
+        else:
+            self.diverged = Diverged(self.epoch, f"{bad} is not finite", checkpoint.metrics)
+
     def run(self, callback: Callback | None = None, stop: Callable[[], bool] | None = None,
             until_epoch: int | None = None, report_interval_s: float = 0.25) -> Metrics:
         """Train up to ``until_epoch`` (default: the config's epochs).
 
         Emits a Checkpoint at epoch 0 (the initial weights) when starting fresh, every
         ``checkpoint_every`` epochs, and where it stops (the end or ``stop()``); Progress
-        events at most every ``report_interval_s`` seconds. Returns all metrics.
+        events at most every ``report_interval_s`` seconds; a Diverged event, last, instead
+        of any further checkpoint once a loss or weight is not finite (``self.diverged``).
+        Returns all metrics.
         """
         if not self.manual:
             return self._run(callback, stop, until_epoch, report_interval_s)
         # One thread for numpy's BLAS and torch's OpenMP (AdamW) in this loop: the
         # matrices are a few hundred rows, too small to split, and the two pools' spinning
         # workers fight each other for the cores (p=10 on 2 cores: 8.7 ms per epoch with
-        # the default threads, 1.3 ms with one).
-        # numpy's overflow warnings: a diverging run is stopped and reported by _run.
+        # the default threads, 1.3 ms with one). No overflow warnings from numpy: a
+        # diverging run is stopped and reported by _run.
         with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore"):
             return self._run(callback, stop, until_epoch, report_interval_s)
 
@@ -395,13 +407,7 @@ class Trainer:
                             and time.perf_counter() - last_report >= report_interval_s)):
                     flush()
                 if self.diverged is None and (at_checkpoint or stopping or self.epoch == target):
-                    checkpoint = self._checkpoint()
-                    bad_weight = first_nonfinite(checkpoint.weights)
-                    if bad_weight is None:
-                        emit(checkpoint)
-                    else:
-                        self.diverged = Diverged(self.epoch, f"{bad_weight} is not finite",
-                                                 checkpoint.metrics)
+                    self._emit_checkpoint(emit)
                 if self.diverged is not None:
                     emit(self.diverged)
                     break
