@@ -21,9 +21,10 @@ P = trainable parameters, N = p*p rows, n = train rows, N - n = test rows:
   ``3 (4 d_mlp + 4 H d_head + 6 D + 6 H)`` (all three positions: pre/post activations and
   their gradients, q, k, v, z, residuals) and its last layer reads values per row
   ``6 H d_head`` instead of the token tables. The test forward keeps no graph: ``2 H D +
-  2 d_mlp + 5 V + 4 D`` per row. On the numpy path (1 layer, p <= 32, CPU) the dense
-  ``[n, H, 2p]`` attention matrix and its gradient, the ``[2p+1, 3n]`` gather matrix and
-  ``4 d_mlp + 6 V + 6 D`` per row;
+  2 d_mlp + 5 V + 4 D`` per row. The numpy path (1 layer, p <= 32, CPU) makes one forward
+  over all N rows, whose train part its backward reads: per row the dense ``[H, 2p]``
+  attention and its gradient, a column of the ``[2p+1, 3n]`` gather matrix and ``4 d_mlp +
+  6 V + 6 D``;
 * checkpoints, on the host: a checkpoint event (weights, AdamW moments, EMA, about
   ``4 * P * (3 + grokfast)`` bytes) times the events the background writer may hold
   (:meth:`grok_engine.store.AsyncWriter.slots_for`) plus the one being made, and the
@@ -45,7 +46,6 @@ from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 
 FLOAT = 4
-MANUAL_MAX_P = 32  # grok_engine.train.MANUAL_MAX_P (not imported: that pulls torch in)
 
 
 @dataclass(frozen=True)
@@ -100,20 +100,24 @@ def trainable_parameters(config: RunConfig) -> tuple[int, int]:
     return trainable, total
 
 
-def _floats_per_train_row(config: RunConfig, manual: bool) -> int:
+def _floats_per_row_numpy(config: RunConfig) -> int:
+    """The numpy path: per row of its forward over all rows (and backward over the train part)."""
     m, p = config.model, config.task.p
+    return 2 * m.n_heads * 2 * p + 3 * (2 * p + 1) + 4 * m.d_mlp + 6 * config.task.d_vocab_out + 6 * m.d_model
+
+
+def _floats_per_train_row(config: RunConfig) -> int:
+    """Autograd on ``fast.py``'s forward: what one train row keeps and adds in the backward."""
+    m = config.model
     H, D, Dh, M, V = m.n_heads, m.d_model, m.d_head, m.d_mlp, config.task.d_vocab_out
-    if manual:
-        return 2 * H * 2 * p + 3 * (2 * p + 1) + 4 * M + 6 * V + 6 * D
     last_attention = 4 * H * D if m.n_layers == 1 else 6 * H * Dh
     earlier = (m.n_layers - 1) * 3 * (4 * M + 4 * H * Dh + 6 * D + 6 * H)
     return last_attention + 4 * M + 8 * V + 8 * D + 12 * H + earlier
 
 
-def _floats_per_test_row(config: RunConfig, manual: bool) -> int:
+def _floats_per_test_row(config: RunConfig) -> int:
+    """The test forward under inference_mode: nothing kept for a backward."""
     m = config.model
-    if manual:  # the same forward as the train rows (one pass over all rows)
-        return _floats_per_train_row(config, manual)
     earlier = (m.n_layers - 1) * 3 * (2 * m.d_mlp + 4 * m.n_heads * m.d_head + 4 * m.d_model)
     return 2 * m.n_heads * m.d_model + 2 * m.d_mlp + 5 * config.task.d_vocab_out + 4 * m.d_model + earlier
 
@@ -122,17 +126,18 @@ def estimate(config: RunConfig, device_type: str = "cpu") -> Estimate:
     """Peak memory of training ``config`` on a device of ``device_type`` (cpu, cuda, mps);
     the formula is the module docstring's."""
     from grok_engine.store import AsyncWriter
+    from grok_engine.train import MANUAL_MAX_P
 
     t, m = config.task, config.model
     trainable, total = trainable_parameters(config)
-    manual = (device_type == "cpu" and t.p <= MANUAL_MAX_P and m.n_layers == 1
-              and m.normalization == "none" and m.act_fn == "relu")
+    manual = (device_type == "cpu" and t.p <= MANUAL_MAX_P and m.n_layers == 1 and m.normalization == "none"
+              and m.act_fn == "relu" and config.train.freeze_biases)  # as Trainer.manual, for zero biases
     n_train, n_test = t.n_train, t.n_rows - t.n_train
-    if manual:  # one forward over all rows, whose train part the backward reads
-        activations = FLOAT * t.n_rows * _floats_per_train_row(config, manual)
+    if manual:
+        activations = FLOAT * t.n_rows * _floats_per_row_numpy(config)
     else:
-        activations = FLOAT * max(n_train * _floats_per_train_row(config, manual),
-                                  n_test * _floats_per_test_row(config, manual))
+        activations = FLOAT * max(n_train * _floats_per_train_row(config),
+                                  n_test * _floats_per_test_row(config))
     grokfast = int(config.train.grokfast)
     event = FLOAT * (total + trainable * (2 + grokfast))
     largest_file = FLOAT * max(total, trainable * (2 + grokfast))

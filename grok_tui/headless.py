@@ -40,11 +40,11 @@ def train_headless(args: argparse.Namespace) -> int:
         run = store.open(args.resume)
         lock = run.lock()  # one trainer per run: a second is refused, naming this process
         try:
+            if not args.force:
+                check_fits(run.config, pick_device(run.config.train.device))
             if args.epochs is not None and args.epochs != run.config.train.epochs:
                 # continuing for more epochs is a change of plan, recorded in the run's config
                 run = store.extend_epochs(run, args.epochs)
-            if not args.force:
-                check_fits(run.config, pick_device(run.config.train.device))
         except GrokError:
             lock.release()
             raise

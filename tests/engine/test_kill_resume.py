@@ -103,3 +103,5 @@ def test_killed_and_resumed_run_is_bit_identical_to_a_straight_run(runs_dir):
     assert sorted(ra) == sorted(rb)
     for name in ra:
         assert torch.equal(ra[name], rb[name]), name
+    # whatever half-written files the kills left, the next trainer removed
+    assert [p.name for p in b.path.rglob(".tmp-*")] == []

@@ -115,6 +115,7 @@ def test_force_trains_a_run_the_estimate_refuses(runs_dir, monkeypatch, capsys):
     assert main(["train", *base, "--run-id", "small", "--force"]) == 0
     # a resume is checked too, and the refusal lets go of the run's lock
     assert main(["train", "--resume", "small", "--epochs", "6", "--quiet", "--runs-dir", str(runs_dir)]) == 2
+    assert RunStore(runs_dir).open("small").config.train.epochs == 4  # refused before any change
     assert main(["train", "--resume", "small", "--epochs", "6", "--quiet", "--force",
                  "--runs-dir", str(runs_dir)]) == 0
     assert RunStore(runs_dir).open("small").checkpoint_epochs()[-1] == 6
