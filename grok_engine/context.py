@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from grok_engine.config import RunConfig
+from grok_engine.errors import GrokError
 from grok_engine.tasks import Dataset, make_dataset
+from grok_engine.weights import first_nonfinite
 
 if TYPE_CHECKING:  # pragma: no cover
     from grok_engine.store import Run
@@ -48,6 +50,11 @@ class Context:
     def __post_init__(self) -> None:
         from grok_engine.fast import last_position
 
+        bad = first_nonfinite(self.weights)
+        if bad is not None:  # every study of it would be NaN, or crash (linalg.svd)
+            where = f" of run {self.run.id}" if self.run is not None else ""
+            raise GrokError(f"checkpoint epoch={self.epoch}{where} has non-finite weights ({bad} "
+                            f"holds NaN or inf): the run had diverged; choose an earlier checkpoint")
         with torch.inference_mode():
             self.last = last_position(self.weights, self.tokens[:, 0], self.tokens[:, 1],
                                       self.config.model)

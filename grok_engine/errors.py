@@ -11,3 +11,13 @@ class GrokError(ValueError):
 
 class CorruptCheckpoint(GrokError):
     """A checkpoint file on disk is truncated or unreadable (named in the message)."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """What went wrong with a file, in words ('permission denied', 'no such file or
+    folder', ...), for messages that name the file themselves."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or folder"
+    return (exc.strerror or str(exc)).lower()

@@ -11,11 +11,17 @@ One folder per run under the runs directory (``./runs``, or ``$GROK_TUI_RUNS_DIR
                                                the new one is on disk)
                   checkpoints/epoch_000100.safetensors   weights, HookedTransformer keys
                   analysis/                    caches of the studies (progress measures)
+                  diverged.json                {"epoch": E, "reason": ...} if training stopped
+                                               on a non-finite loss or weight (metrics reach E,
+                                               checkpoints end at the last good one)
+                  .lock                        the trainer's flock and pid (grok_engine.run_lock)
 
 Every file is written to a temporary file in the same folder, flushed, fsynced and then
 renamed over its name, so a SIGKILL at any moment leaves either the old file or the new
-one, never half of one. Metrics and the resume state are written right after the
-checkpoint they belong to; a run therefore always loads with every checkpoint written so
+one, never half of one, with the mode a plain ``open`` gives (0o666 less the umask).
+The temporary files a SIGKILL leaves are removed by the next trainer to take the run's
+lock (``Run.lock``): one trainer per run, a second is refused. Metrics and the resume
+state are written right after the checkpoint they belong to; a run therefore always loads with every checkpoint written so
 far, and a resume starts from the last one. A truncated or corrupt checkpoint is reported
 by name (:class:`CorruptCheckpoint`) without stopping the others, or other runs, from
 loading.
@@ -27,6 +33,7 @@ import datetime as _dt
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,27 +44,51 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from grok_engine.config import RunConfig
-from grok_engine.errors import CorruptCheckpoint, GrokError
+from grok_engine.errors import CorruptCheckpoint, GrokError, describe_os_error
+from grok_engine.run_lock import RunLock
 from grok_engine.tasks import Dataset, all_pairs
-from grok_engine.train import METRIC_NAMES, Checkpoint, Event, Metrics, Progress
+from grok_engine.train import METRIC_NAMES, Checkpoint, Diverged, Event, Metrics, Progress
 from grok_engine.weights import check_weights
 
 RUNS_DIR_ENV = "GROK_TUI_RUNS_DIR"
 CHECKPOINT_RE = re.compile(r"^epoch_(\d+)\.safetensors$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DIVERGED_NAME = "diverged.json"
 
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
 
 
+_umask: int | None = None
+_umask_guard = threading.Lock()
+
+
+def process_umask() -> int:
+    """This process's umask, read once without changing it where Linux tells it
+    (``/proc/self/status``); elsewhere set and restored once, under a lock."""
+    global _umask
+    with _umask_guard:
+        if _umask is None:
+            try:
+                with open("/proc/self/status") as fh:
+                    _umask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+            except (OSError, StopIteration, ValueError, IndexError):
+                _umask = os.umask(0o022)
+                os.umask(_umask)
+        return _umask
+
+
 def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` then rename over ``path`` (same folder)."""
+    """Write through ``write(tmp_path)`` then rename over ``path`` (same folder). The file
+    gets the mode a plain ``open`` would give it (0o666 less the umask): safetensors
+    creates its files 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~process_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
@@ -78,8 +109,21 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor],
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except OSError:
+        # safetensors reports every failure to open as "No such file or directory": ask
+        # the OS what it was (permission denied, a folder, ...)
+        raise CorruptCheckpoint(f"{path} cannot be read: {_why_unopenable(path)}") from None
+    except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CorruptCheckpoint(f"{path} is unreadable ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _why_unopenable(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return describe_os_error(exc)
+    return "the file system refused it"
 
 
 def with_buffers(weights: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
@@ -109,6 +153,7 @@ class RunSummary:
     grok_epoch: int | None  # first epoch with test accuracy >= 99%
     created: str
     error: str | None = None
+    diverged_epoch: int | None = None  # training stopped there on a non-finite loss/weight
 
 
 class Run:
@@ -122,6 +167,8 @@ class Run:
             raw = json.loads(config_path.read_text())
         except FileNotFoundError:
             raise GrokError(f"run {self.id!r} has no config.json in {self.path}") from None
+        except OSError as exc:
+            raise GrokError(f"{config_path} cannot be read: {describe_os_error(exc)}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise GrokError(f"{config_path} is unreadable ({exc})") from None
         self.info = {k: raw.pop(k) for k in ("id", "created", "source") if k in raw}
@@ -197,6 +244,20 @@ class Run:
                                     split["train_indices"].long(), split["test_indices"].long())
         return self._dataset
 
+    def diverged(self) -> dict[str, Any] | None:
+        """``{"epoch": E, "reason": "..."}`` if training stopped on a non-finite loss or
+        weight at epoch E (``diverged.json``), else None."""
+        path = self.path / DIVERGED_NAME
+        try:
+            info = json.loads(path.read_text())
+            return {"epoch": int(info["epoch"]), "reason": str(info.get("reason", ""))}
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise GrokError(f"{path} cannot be read: {describe_os_error(exc)}") from None
+        except (ValueError, KeyError, TypeError):
+            raise GrokError(f"{path} is unreadable (not a JSON object with an epoch)") from None
+
     def epochs_done(self) -> int:
         epochs = self.checkpoint_epochs()
         return epochs[-1] if epochs else 0
@@ -213,10 +274,13 @@ class Run:
             reached = np.nonzero(np.nan_to_num(m.test_acc, nan=0.0) >= 0.99)[0]
             grok = int(m.epoch[reached[0]]) if len(reached) else None
             error = None
+            diverged = self.diverged()
         except GrokError as exc:
             done, train_acc, test_acc, grok, error = self.epochs_done(), float("nan"), float("nan"), None, str(exc)
+            diverged = None
         return RunSummary(self.id, t.task, t.p, done, self.config.train.epochs, train_acc,
-                          test_acc, grok, str(self.info.get("created", "")), error)
+                          test_acc, grok, str(self.info.get("created", "")), error,
+                          diverged["epoch"] if diverged else None)
 
     def load_analysis(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
         """A cached analysis (tensors, metadata) beside the run, or None if absent/corrupt."""
@@ -236,6 +300,12 @@ class Run:
         atomic_save_tensors(self.path / "analysis" / f"{name}.safetensors", tensors, metadata)
 
     # -- writing ---------------------------------------------------------------------
+    def lock(self) -> RunLock:
+        """The run's write lock (``.lock``; one trainer per run), taken now; clears the
+        temporary files of killed writes. Raises :class:`~grok_engine.run_lock.RunLocked`
+        naming the process that holds it. Release it (or use ``with``) when done."""
+        return RunLock.acquire(self.path, self.id)
+
     def write_checkpoint(self, event: Checkpoint) -> None:
         """Weights, then metrics, then the resume state; older resume states go last. A
         SIGKILL anywhere leaves a (checkpoint, resume state) pair to continue from, with
@@ -250,6 +320,12 @@ class Run:
             if old < event.epoch:
                 (self.path / "resume" / f"epoch_{old:06d}.safetensors").unlink(missing_ok=True)
 
+    def write_diverged(self, event: Diverged) -> None:
+        """The metrics up to the diverged epoch, then the mark ``diverged.json``."""
+        self.write_metrics(event.metrics)
+        atomic_write_bytes(self.path / DIVERGED_NAME,
+                           json.dumps({"epoch": event.epoch, "reason": event.reason}).encode())
+
     def write_metrics(self, metrics: Metrics) -> None:
         atomic_save_tensors(self.path / "metrics.safetensors",
                             {k: torch.from_numpy(np.ascontiguousarray(v))
@@ -259,6 +335,8 @@ class Run:
         """A trainer listener: persist every checkpoint."""
         if isinstance(event, Checkpoint):
             self.write_checkpoint(event)
+        elif isinstance(event, Diverged):
+            self.write_diverged(event)
         elif not isinstance(event, Progress):  # pragma: no cover - future event types
             raise TypeError(type(event))
 
@@ -268,6 +346,10 @@ class Run:
         they do not (files copied by hand), the missing epochs are NaN, never a gap."""
         from grok_engine.train import Trainer
 
+        diverged = self.diverged()
+        if diverged is not None:
+            raise GrokError(f"run {self.id} diverged at epoch {diverged['epoch']} ({diverged['reason']}): "
+                            f"resuming would repeat it; train a new run (e.g. a lower lr)")
         ds = self.dataset()
         ready = sorted(set(self.checkpoint_epochs()) & set(self.resume_epochs()))
         if not ready:
@@ -283,23 +365,34 @@ class Run:
 
 class AsyncWriter:
     """A trainer listener that persists checkpoints on a background thread, in order, so the
-    training loop never waits on the disk (each file is still written atomically). The queue
-    is bounded: a slow disk makes training wait instead of filling memory. A write error is
-    raised in the training thread at the next event, or at :meth:`close`.
+    training loop never waits on the disk (each file is still written atomically). It holds
+    at most :meth:`slots_for` checkpoints at once (queued or being written): a slow disk
+    makes training wait instead of filling memory, and a large model gets fewer slots. A
+    write error is raised in the training thread at the next event, or at :meth:`close`.
 
     >>> with AsyncWriter(run) as writer:        # doctest: +SKIP
     ...     trainer.run(callback=writer)
     """
 
+    PENDING_BYTES = 64 << 20  # of checkpoints held at once, unless one alone is larger
+
     def __init__(self, run: Run, max_pending: int = 8):
         import queue
-        import threading
 
         self.run = run
-        self._queue: "queue.Queue[Checkpoint | None]" = queue.Queue(max_pending)
+        self.max_pending = max_pending
+        self._queue: "queue.Queue[Checkpoint | Diverged | None]" = queue.Queue()
+        self._held = 0
+        self._room = threading.Condition()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name=f"writer-{run.id}", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def slots_for(cls, event_bytes: int, max_pending: int = 8) -> int:
+        """How many checkpoints of ``event_bytes`` the writer holds at once: ``max_pending``,
+        fewer when they are large, never less than one."""
+        return max(1, min(max_pending, cls.PENDING_BYTES // max(1, event_bytes)))
 
     def _work(self) -> None:
         while True:
@@ -308,9 +401,12 @@ class AsyncWriter:
                 return
             if self._error is None:
                 try:
-                    self.run.write_checkpoint(event)
+                    self.run(event)
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the trainer's thread
                     self._error = exc
+            with self._room:
+                self._held -= 1
+                self._room.notify()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -319,7 +415,12 @@ class AsyncWriter:
 
     def __call__(self, event: Event) -> None:
         self._raise()
-        if isinstance(event, Checkpoint):
+        if isinstance(event, (Checkpoint, Diverged)):
+            slots = self.slots_for(_event_bytes(event), self.max_pending)
+            with self._room:
+                while self._held >= slots:
+                    self._room.wait()
+                self._held += 1
             self._queue.put(event)
 
     def close(self) -> None:
@@ -336,6 +437,14 @@ class AsyncWriter:
         self.close()
 
 
+def _event_bytes(event: Checkpoint | Diverged) -> int:
+    """Bytes of the tensors a checkpoint event holds (a Diverged event: its metrics only)."""
+    if isinstance(event, Diverged):
+        return sum(v.nbytes for v in event.metrics.as_dict().values())
+    return sum(t.numel() * t.element_size() for part in (event.weights, event.resume)
+               for t in part.values())
+
+
 class RunStore:
     """All runs under one directory."""
 
@@ -350,7 +459,11 @@ class RunStore:
 
     def open(self, run_id: str) -> Run:
         path = self.root / run_id
-        if not RUN_ID_RE.match(run_id) or not (path / "config.json").exists():
+        try:
+            present = bool(RUN_ID_RE.match(run_id)) and (path / "config.json").exists()
+        except OSError as exc:  # a folder we may not enter: say so, not "does not exist"
+            raise GrokError(f"run {run_id!r} in {self.root} cannot be read: {describe_os_error(exc)}") from None
+        if not present:
             have = self.run_ids()
             shown = ", ".join(have[:10]) + (" ..." if len(have) > 10 else "")
             raise GrokError(f"run {run_id!r} does not exist in {self.root}: "
@@ -358,10 +471,12 @@ class RunStore:
         return Run(path)
 
     def extend_epochs(self, run: Run, epochs: int) -> Run:
-        """Change a run's planned epochs (to continue training it further)."""
-        config = run.config.replace(epochs=epochs)
-        atomic_write_bytes(run.path / "config.json",
-                           json.dumps({**run.info, **config.to_dict()}, indent=2).encode())
+        """Change a run's planned epochs (to continue training it further), under its lock:
+        refused while another process trains it."""
+        with run.lock():
+            config = Run(run.path).config.replace(epochs=epochs)
+            atomic_write_bytes(run.path / "config.json",
+                               json.dumps({**run.info, **config.to_dict()}, indent=2).encode())
         return Run(run.path)
 
     def summaries(self) -> list[RunSummary]:

@@ -13,7 +13,9 @@ device and reach the host in batches (no sync every epoch).
 
 The trainer never prints and never touches the disk: it reports :class:`Progress` and
 :class:`Checkpoint` events to a callback (the run store, the CLI's progress bar and the
-TUI are listeners) and stops, after a checkpoint, when ``stop()`` returns True.
+TUI are listeners) and stops, after a checkpoint, when ``stop()`` returns True. A loss or
+a weight that is not finite stops it with a :class:`Diverged` event instead (see
+``_run``), so a run that blew up never ends "done" with NaN weights.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from grok_engine import one_layer
 from grok_engine.fast import accuracy, flush_subnormals, last_logits, loss_fn
 from grok_engine.optim import FlatAdamW
 from grok_engine.tasks import Dataset, make_dataset
-from grok_engine.weights import init_weights, is_bias, param_shapes
+from grok_engine.weights import first_nonfinite, init_weights, is_bias, param_shapes
 
 METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 
@@ -119,8 +121,33 @@ class Checkpoint:
     metrics: Metrics
 
 
-Event = Progress | Checkpoint
+@dataclass
+class Diverged:
+    """Training stopped at ``epoch``, the first epoch whose loss (train, or test where it
+    was evaluated) or whose weights are not finite; ``reason`` says which. ``metrics``: all
+    rows so far, up to and including that epoch. No checkpoint is made of those weights:
+    the last Checkpoint before this event is the last good one."""
+
+    epoch: int
+    reason: str
+    metrics: Metrics
+
+
+Event = Progress | Checkpoint | Diverged
 Callback = Callable[[Event], None]
+
+
+def first_nonfinite_row(chunk: Metrics, evaluated: np.ndarray) -> tuple[int, str] | None:
+    """(epoch, reason) of the first row whose train loss, or test loss where ``evaluated``
+    (a test loss is NaN by design on the other epochs), is not finite; None if all are."""
+    bad_train = ~np.isfinite(chunk.train_loss)
+    bad_test = evaluated & ~np.isfinite(chunk.test_loss)
+    rows = np.nonzero(bad_train | bad_test)[0]
+    if not len(rows):
+        return None
+    i = int(rows[0])
+    which, value = ("train", chunk.train_loss[i]) if bad_train[i] else ("test", chunk.test_loss[i])
+    return int(chunk.epoch[i]), f"{which} loss is {value}"
 
 
 class Trainer:
@@ -138,6 +165,7 @@ class Trainer:
         self.dataset = dataset if dataset is not None else make_dataset(config.task)
         self.epoch = epoch
         self.metrics = metrics if metrics is not None else Metrics()
+        self.diverged: Diverged | None = None  # set when training stopped on a non-finite value
         weights = weights if weights is not None else init_weights(config.task, config.model)
         self._build_params(weights)
         self._build_optimizer(resume)
@@ -226,10 +254,14 @@ class Trainer:
                         view.copy_(resume[f"grokfast_ema/{name}"])
 
     def resume_state(self) -> dict[str, torch.Tensor]:
-        """Optimizer moments (and Grokfast EMA) per parameter name, for safetensors."""
+        """Optimizer step, moments (and Grokfast EMA) per parameter name, for safetensors.
+
+        A snapshot: every tensor is a copy on the CPU, never a view of the trainer's state.
+        The background writer saves it while the loop goes on stepping (``.to("cpu")`` of a
+        CPU tensor is the tensor itself: a saved ``step`` of 92 at epoch 90)."""
         opt = self.optimizer
         out: dict[str, torch.Tensor] = {"epoch": torch.tensor(self.epoch),
-                                        "step": opt.step_t.detach().to("cpu").reshape(())}
+                                        "step": opt.step_t.detach().to("cpu", copy=True).reshape(())}
         for key, flat in (("exp_avg", opt.exp_avg), ("exp_avg_sq", opt.exp_avg_sq),
                           ("grokfast_ema", self.grokfast_ema)):
             if flat is not None:
@@ -277,9 +309,21 @@ class Trainer:
         one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.config.model)
         return loss, one_layer.accuracy(logits, labels)
 
+    def _metrics_copy(self) -> Metrics:
+        return Metrics(**{k: v.copy() for k, v in self.metrics.as_dict().items()})
+
     def _checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.epoch, self.weights(), self.resume_state(),
-                          Metrics(**{k: v.copy() for k, v in self.metrics.as_dict().items()}))
+        return Checkpoint(self.epoch, self.weights(), self.resume_state(), self._metrics_copy())
+
+    def _emit_checkpoint(self, emit: Callback) -> None:
+        """Emit a checkpoint of the current weights or, if one of them is not finite,
+        record the divergence instead: blown-up weights are never checkpointed."""
+        checkpoint = self._checkpoint()
+        bad = first_nonfinite(checkpoint.weights)
+        if bad is None:
+            emit(checkpoint)
+        else:
+            self.diverged = Diverged(self.epoch, f"{bad} is not finite", checkpoint.metrics)
 
     def run(self, callback: Callback | None = None, stop: Callable[[], bool] | None = None,
             until_epoch: int | None = None, report_interval_s: float = 0.25) -> Metrics:
@@ -287,19 +331,26 @@ class Trainer:
 
         Emits a Checkpoint at epoch 0 (the initial weights) when starting fresh, every
         ``checkpoint_every`` epochs, and where it stops (the end or ``stop()``); Progress
-        events at most every ``report_interval_s`` seconds. Returns all metrics.
+        events at most every ``report_interval_s`` seconds; a Diverged event, last, instead
+        of any further checkpoint once a loss or weight is not finite (``self.diverged``).
+        Returns all metrics.
         """
         if not self.manual:
             return self._run(callback, stop, until_epoch, report_interval_s)
         # One thread for numpy's BLAS and torch's OpenMP (AdamW) in this loop: the
         # matrices are a few hundred rows, too small to split, and the two pools' spinning
         # workers fight each other for the cores (p=10 on 2 cores: 8.7 ms per epoch with
-        # the default threads, 1.3 ms with one).
-        with threadpool_limits(1):
+        # the default threads, 1.3 ms with one). No overflow warnings from numpy: a
+        # diverging run is stopped and reported by _run.
+        with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore"):
             return self._run(callback, stop, until_epoch, report_interval_s)
 
     def _run(self, callback: Callback | None, stop: Callable[[], bool] | None,
              until_epoch: int | None, report_interval_s: float) -> Metrics:
+        """The loop. Divergence costs no host sync: the metrics reach the host at each
+        flush, where any non-finite loss is found (on the numpy path the loss is a float
+        already, so a bad epoch forces the flush at once), and each checkpoint's weights,
+        copied to the CPU anyway, are checked before they are emitted."""
         cfg, t = self.config, self.config.train
         target = until_epoch if until_epoch is not None else t.epochs
         emit = callback or (lambda event: None)
@@ -314,6 +365,7 @@ class Trainer:
         nan = math.nan if manual else torch.tensor(math.nan, dtype=torch.float64, device=dev)
         rows: list = []
         buf_epochs: list[int] = []
+        self.diverged = None
         if self.epoch == 0 and len(self.metrics) == 0:
             emit(self._checkpoint())
         start_epoch = self.epoch
@@ -324,13 +376,18 @@ class Trainer:
             if not buf_epochs:
                 return
             values = np.array(rows) if manual else torch.stack(rows).cpu().numpy()  # the only host sync
-            chunk = Metrics(np.array(buf_epochs, np.int64), values[:, 0], values[:, 1],
-                            values[:, 2], values[:, 3])
+            epochs = np.array(buf_epochs, np.int64)
+            chunk = Metrics(epochs, values[:, 0], values[:, 1], values[:, 2], values[:, 3])
+            bad = first_nonfinite_row(chunk, (epochs % t.eval_every == 0) | (epochs == target))
+            if bad is not None:
+                chunk = chunk.truncate(bad[0])
             self.metrics.extend(chunk)
             buf_epochs.clear()
             rows.clear()
             last_report = time.perf_counter()
-            emit(Progress(chunk, self.epoch, target, last_report - start_time))
+            emit(Progress(chunk, bad[0] if bad else self.epoch, target, last_report - start_time))
+            if bad is not None:
+                self.diverged = Diverged(bad[0], bad[1], self._metrics_copy())
 
         train_loss = train_acc = nan  # of the step that made the current weights
         while start_epoch < target:  # leaves through a break once the last row is done
@@ -343,13 +400,18 @@ class Trainer:
                 buf_epochs.append(self.epoch)
                 at_checkpoint = self.epoch % t.checkpoint_every == 0
                 stopping = should_stop()
-                if (at_checkpoint or stopping or self.epoch == target
+                nonfinite = manual and not (math.isfinite(train_loss)
+                                            and (test is None or math.isfinite(test_loss)))
+                if (at_checkpoint or stopping or self.epoch == target or nonfinite
                         or (not on_gpu and time.perf_counter() - last_report >= report_interval_s)
                         or (on_gpu and len(buf_epochs) >= 256
                             and time.perf_counter() - last_report >= report_interval_s)):
                     flush()
-                if at_checkpoint or stopping or self.epoch == target:
-                    emit(self._checkpoint())
+                if self.diverged is None and (at_checkpoint or stopping or self.epoch == target):
+                    self._emit_checkpoint(emit)
+                if self.diverged is not None:
+                    emit(self.diverged)
+                    break
                 if stopping or self.epoch == target:
                     break
             train_loss, train_acc = gradient()

@@ -1,6 +1,6 @@
 """Train one run in a process of its own, reporting as JSON lines: what the app runs.
 
-    python -m grok_engine.train_process RUNS_DIR RUN_ID [--until-epoch N]
+    python -m grok_engine.train_process RUNS_DIR RUN_ID [--until-epoch N] [--force]
 
 Why a process and not a thread of the app: training is Python driving many small ops
 (the p=10 trainer runs ~150 numpy calls per 1.3 ms epoch), so in a thread it holds the GIL
@@ -15,7 +15,13 @@ Protocol. stdout, one JSON object per line (NaN allowed, as Python's json writes
   with the metrics of the epochs since the last one (``Metrics.as_dict`` as lists);
 - ``{"event": "checkpoint", "epoch": E}`` after the checkpoint of epoch E is on disk;
 - last, ``{"event": "finished", "epoch": E, "stopped": bool}`` or
-  ``{"event": "error", "epoch": E, "message": "..."}``.
+  ``{"event": "error", "epoch": E, "message": "..."}``; a run that diverged (a loss or
+  weight not finite) ends with an error whose ``"diverged"`` field is the epoch, and its
+  message says so (exit code 3).
+
+Before training it takes the run's lock (a run another process trains is an error naming
+that process) and checks that the run fits in memory (``grok_engine.memory``; ``--force``
+skips that check).
 
 stdin: a line ``stop``, or end of file (the app went away), stops training after the next
 epoch; the trainer writes a checkpoint there first, as it does for ``s`` in the app.
@@ -52,7 +58,11 @@ def _watch_stdin(stop: threading.Event, inp: IO[str]) -> None:
     stop.set()  # "stop", or EOF: nobody is listening any more
 
 
-def train(runs_dir: str, run_id: str, until_epoch: int | None, out: IO[str], inp: IO[str]) -> int:
+EXIT_DIVERGED = 3
+
+
+def train(runs_dir: str, run_id: str, until_epoch: int | None, out: IO[str], inp: IO[str],
+          force: bool = False) -> int:
     """Train ``run_id`` to ``until_epoch`` (default: its config's epochs), reporting on
     ``out`` and stopping on ``inp`` as the module docstring says. Returns the exit code."""
     send = _writer(out)
@@ -62,8 +72,9 @@ def train(runs_dir: str, run_id: str, until_epoch: int | None, out: IO[str], inp
     try:
         import torch
 
+        from grok_engine.memory import check_fits
         from grok_engine.store import RunStore
-        from grok_engine.train import Checkpoint
+        from grok_engine.train import Checkpoint, Progress, pick_device
 
         # Leave a core to the app that started us, and yield to it when the cores are
         # contended (nice 10): a key press or a study of the app waits for nothing.
@@ -71,20 +82,29 @@ def train(runs_dir: str, run_id: str, until_epoch: int | None, out: IO[str], inp
         if hasattr(os, "nice"):
             os.nice(10)
         run = RunStore(runs_dir).open(run_id)
-        trainer = run.trainer()
-        epoch = trainer.epoch
-        send(event="started", epoch=epoch)
+        with run.lock():  # held until training ends; the kernel drops it if we are killed
+            if not force:  # before the trainer allocates anything
+                check_fits(run.config, pick_device(run.config.train.device))
+            trainer = run.trainer()
+            epoch = trainer.epoch
+            send(event="started", epoch=epoch)
 
-        def on_event(event: Any) -> None:
-            run(event)  # persist first: a reported checkpoint is on disk
-            if isinstance(event, Checkpoint):
-                send(event="checkpoint", epoch=event.epoch)
-            else:
-                send(event="progress", epoch=event.epoch, target=event.target_epoch,
-                     elapsed_s=event.elapsed_s,
-                     metrics={k: v.tolist() for k, v in event.metrics.as_dict().items()})
+            def on_event(event: Any) -> None:
+                run(event)  # persist first: a reported checkpoint is on disk
+                if isinstance(event, Checkpoint):
+                    send(event="checkpoint", epoch=event.epoch)
+                elif isinstance(event, Progress):
+                    send(event="progress", epoch=event.epoch, target=event.target_epoch,
+                         elapsed_s=event.elapsed_s,
+                         metrics={k: v.tolist() for k, v in event.metrics.as_dict().items()})
 
-        trainer.run(callback=on_event, stop=stop.is_set, until_epoch=until_epoch)
+            trainer.run(callback=on_event, stop=stop.is_set, until_epoch=until_epoch)
+        if trainer.diverged is not None:
+            d = trainer.diverged
+            send(event="error", epoch=d.epoch, diverged=d.epoch,
+                 message=f"run {run.id} diverged at epoch {d.epoch} ({d.reason}): training stopped; "
+                         f"checkpoints end at epoch {run.epochs_done()}")
+            return EXIT_DIVERGED
         send(event="finished", epoch=trainer.epoch, stopped=stop.is_set())
         return 0
     except GrokError as exc:
@@ -100,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs_dir")
     parser.add_argument("run_id")
     parser.add_argument("--until-epoch", type=int, default=None)
+    parser.add_argument("--force", action="store_true", help="skip the memory check")
     args = parser.parse_args(argv)
-    return train(args.runs_dir, args.run_id, args.until_epoch, sys.stdout, sys.stdin)
+    return train(args.runs_dir, args.run_id, args.until_epoch, sys.stdout, sys.stdin, args.force)
 
 
 if __name__ == "__main__":  # pragma: no cover - run as a process by the app

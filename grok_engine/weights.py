@@ -83,3 +83,8 @@ def check_weights(weights: dict[str, torch.Tensor], task: TaskConfig, model: Mod
             raise ValueError(f"weights lack {name!r}")
         if tuple(weights[name].shape) != shape:
             raise ValueError(f"{name} has shape {tuple(weights[name].shape)}, expected {shape}")
+
+
+def first_nonfinite(weights: dict[str, torch.Tensor]) -> str | None:
+    """Name of the first weight tensor holding a NaN or an infinity, else None."""
+    return next((name for name, w in weights.items() if not torch.isfinite(w).all()), None)

@@ -6,7 +6,9 @@
     grok-tui import FILE.pth [--runs-dir]    a notebook save file -> a run
     grok-tui export RUN [...]                studies of a checkpoint -> CSV
 
-Bad input: one line on stderr naming the value and what is allowed, exit code 2.
+Bad input: one line on stderr naming the value and what is allowed, exit code 2 (also a
+run too large for the memory, without ``--force``, and a run another process trains).
+``train`` exits 3 when training stopped on a non-finite loss or weight (diverged).
 Heavy imports (torch, the engine, textual) happen inside the subcommand that needs them,
 so ``grok-tui --help`` and the app's first paint stay fast.
 """
@@ -95,6 +97,8 @@ def build_train_parser() -> Parser:
     parser.add_argument("--stop-at-test-acc", type=_number, default=None, metavar="ACC",
                         help="stop once test accuracy reaches ACC (e.g. 0.99)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="train even when the memory estimate exceeds what is available")
     _add_runs_dir(parser)
     return parser
 

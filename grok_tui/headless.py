@@ -20,6 +20,9 @@ from rich.table import Table
 from grok_engine.errors import GrokError
 
 
+EXIT_DIVERGED = 3  # training stopped on a non-finite loss or weight (bad input is 2)
+
+
 def _fmt(x: float, spec: str = ".3g") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
@@ -27,22 +30,42 @@ def _fmt(x: float, spec: str = ".3g") -> str:
 def train_headless(args: argparse.Namespace) -> int:
     from grok_tui.cli import train_config_from_args
 
-    import torch
-
-    from grok_engine.store import AsyncWriter, RunStore
-    from grok_engine.train import Progress as TrainProgress, pick_device
+    from grok_engine.memory import check_fits
+    from grok_engine.store import RunStore
+    from grok_engine.train import pick_device
 
     console = Console(stderr=True)
     store = RunStore(args.runs_dir)
     if args.resume:
         run = store.open(args.resume)
-        if args.epochs is not None and args.epochs != run.config.train.epochs:
-            # continuing for more epochs is a change of plan, recorded in the run's config
-            run = store.extend_epochs(run, args.epochs)
+        lock = run.lock()  # one trainer per run: a second is refused, naming this process
+        try:
+            if not args.force:
+                check_fits(run.config, pick_device(run.config.train.device))
+            if args.epochs is not None and args.epochs != run.config.train.epochs:
+                # continuing for more epochs is a change of plan, recorded in the run's config
+                run = store.extend_epochs(run, args.epochs)
+        except GrokError:
+            lock.release()
+            raise
     else:
         config = train_config_from_args(args)
-        pick_device(config.train.device)  # refuse an absent device before creating the run
+        device = pick_device(config.train.device)  # refuse an absent device before creating the run
+        if not args.force:
+            check_fits(config, device)  # and a run too large for its memory
         run = store.create(config, run_id=args.run_id)
+        lock = run.lock()
+    with lock:
+        return _train(args, run, console)
+
+
+def _train(args: argparse.Namespace, run, console: Console) -> int:
+    """Train ``run`` (its lock held) with the progress bar; returns the exit code."""
+    import torch
+
+    from grok_engine.store import AsyncWriter
+    from grok_engine.train import Progress as TrainProgress
+
     trainer = run.trainer()
     config = run.config
     t, m = config.task, config.model
@@ -101,6 +124,11 @@ def train_headless(args: argparse.Namespace) -> int:
     writer.close()
     s = run.summary()
     elapsed = time.perf_counter() - started
+    if trainer.diverged is not None:
+        d = trainer.diverged
+        print(f"diverged: run {run.id} at epoch {d.epoch} ({d.reason}); checkpoints kept up to "
+              f"epoch {s.epochs_done}  {elapsed:.1f} s  -> {run.path}")
+        return EXIT_DIVERGED
     status = "stopped" if stop.is_set() and "epoch" not in reached else "done"
     print(f"{status}: run {run.id}  epochs {s.epochs_done}  train acc {_fmt(s.train_acc, '.4f')}  "
           f"test acc {_fmt(s.test_acc, '.4f')}  test>=99% at epoch {s.grok_epoch or '-'}  "

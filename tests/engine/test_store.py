@@ -228,3 +228,78 @@ def test_checkpoint_files_load_as_hooked_transformer_state_dicts(runs_dir):
     weights = run.load_checkpoint(10)
     assert not any(k.endswith((".mask", ".IGNORE")) for k in weights)
     assert np.isfinite(run.metrics().train_loss).all()
+
+
+# -- file modes and what an unreadable file is called ----------------------------------
+
+def test_files_honour_the_umask(tmp_path):
+    """Every file of a run, safetensors included (save_file creates 0600), gets the mode a
+    plain open() gives: 0o666 less the umask of the real `grok-tui train`."""
+    procs = {}
+    for umask in (0o027, 0o002):
+        runs_dir = tmp_path / f"umask{umask:o}"
+        procs[umask] = subprocess.Popen(
+            [sys.executable, "-m", "grok_tui.cli", "train", "--task", "mod_add", "--p", "7",
+             "--frac-train", "0.5", "--n-heads", "2", "--d-model", "32", "--d-head", "16", "--d-mlp", "64",
+             "--device", "cpu", "--epochs", "4", "--checkpoint-every", "2", "--quiet", "--run-id", "r",
+             "--runs-dir", str(runs_dir)], env=CHILD_ENV, umask=umask, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+    for umask, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        run_dir = tmp_path / f"umask{umask:o}" / "r"
+        modes = {str(path.relative_to(run_dir)): path.stat().st_mode & 0o777
+                 for path in run_dir.rglob("*") if path.is_file()}
+        assert {"config.json", "split.safetensors", "metrics.safetensors", ".lock",
+                "checkpoints/epoch_000004.safetensors", "resume/epoch_000004.safetensors"} <= set(modes)
+        assert modes == {name: 0o666 & ~umask for name in modes}, oct(umask)
+
+
+def deny(monkeypatch, *denied: Path) -> None:
+    """Make ``denied`` unreadable the way the OS does for a file without read permission
+    (the tests may run as root, whom chmod does not stop): open() raises PermissionError,
+    and safetensors reports it as it does any failure to open, "No such file"."""
+    import builtins
+    import io
+
+    import grok_engine.store as store_module
+
+    real_open, real_load = builtins.open, store_module.load_file
+    names = {str(p) for p in denied}
+
+    def fake_open(file, *args, **kwargs):
+        if str(file) in names:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def fake_load(filename, *args, **kwargs):
+        if str(filename) in names:
+            raise FileNotFoundError(f"No such file or directory: {filename}")
+        return real_load(filename, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)  # what Path.read_text calls
+    monkeypatch.setattr(store_module, "load_file", fake_load)
+
+
+def check_permission_messages(run, store: RunStore) -> None:
+    for load, path in ((lambda: run.load_checkpoint(10), run.checkpoint_path(10)),
+                       (run.metrics, run.path / "metrics.safetensors")):
+        with pytest.raises(CorruptCheckpoint) as info:
+            load()
+        assert str(info.value) == f"{path} cannot be read: permission denied"
+    with pytest.raises(GrokError) as info:
+        store.open(run.id)
+    assert str(info.value) == f"{run.path / 'config.json'} cannot be read: permission denied"
+
+
+def test_an_unreadable_file_is_called_permission_denied(runs_dir, monkeypatch):
+    store = RunStore(runs_dir)
+    run = trained_run(store, "r", epochs=10)
+    files = (run.checkpoint_path(10), run.path / "metrics.safetensors", run.path / "config.json")
+    if os.geteuid() == 0:
+        deny(monkeypatch, *files)
+    else:
+        for path in files:
+            path.chmod(0)
+    check_permission_messages(run, store)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -66,6 +68,28 @@ def test_stop_flag_stops_with_a_checkpoint():
     trainer.run(callback=events.append, stop=lambda: trainer.epoch >= 13)
     assert trainer.epoch == 13
     assert [e.epoch for e in events if isinstance(e, Checkpoint)] == [0, 13]
+
+
+@pytest.mark.parametrize("act_fn", ["relu", "gelu"])  # the numpy path, autograd
+def test_checkpoint_events_are_snapshots(act_fn):
+    """What a checkpoint hands the (background) writer does not change as training goes on:
+    weights, step, moments, Grokfast EMA and metrics are copies taken at its epoch."""
+    cfg = tiny_config(epochs=30, checkpoint_every=10, grokfast=True, act_fn=act_fn)
+    events, copies = [], []
+
+    def keep(event):
+        if isinstance(event, Checkpoint):
+            events.append(event)
+            copies.append(copy.deepcopy(event))
+
+    Trainer(cfg).run(callback=keep)
+    assert [e.epoch for e in events] == [0, 10, 20, 30]
+    for event, then in zip(events, copies):
+        assert float(event.resume["step"]) == event.epoch
+        assert_weights_equal(event.weights, then.weights)
+        assert_weights_equal(event.resume, then.resume)
+        assert_metrics_equal(event.metrics, then.metrics)
+    assert any(k.startswith("grokfast_ema/") for k in events[-1].resume)
 
 
 @pytest.mark.parametrize("grokfast,eval_every,act_fn", [

@@ -84,3 +84,13 @@ def test_as_a_process_stop_on_stdin(tmp_path):
     assert proc.wait(timeout=60) == 0
     assert rest[-1]["event"] == "finished" and rest[-1]["stopped"]
     assert RunStore(tmp_path).open("tp").checkpoint_epochs()[-1] == rest[-1]["epoch"]
+
+
+def test_divergence_is_an_error_with_its_epoch(tmp_path):
+    tiny_run(tmp_path, p=23, frac_train=0.3, lr=10.0, epochs=400, checkpoint_every=2)
+    out = io.StringIO()
+    assert train(str(tmp_path), "tp", None, out, NeverEnds()) == 3
+    last = events(out)[-1]
+    assert last["event"] == "error" and last["diverged"] > 0
+    assert f"run tp diverged at epoch {last['diverged']}" in last["message"]
+    assert RunStore(tmp_path).open("tp").diverged()["epoch"] == last["diverged"]
