@@ -18,7 +18,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
-from grok_tui.panes.base import StudyPane, fmt_num, fmt_pct
+from grok_tui.panes.base import NEXT_VIEW, StudyPane, fmt_num, fmt_pct
 from grok_tui.widgets.heatmap import Heatmap
 from grok_tui.widgets.plots import BarPlot
 from grok_tui.widgets.result_table import ResultTable
@@ -39,6 +39,8 @@ class FourierPane(StudyPane):
     STUDY = "fourier"
     TITLE = "Fourier"
     KEY = "6"
+
+    BINDINGS = [NEXT_VIEW]
 
     DEFAULT_CSS = """
     FourierPane #cluster_sizes { width: 24; }

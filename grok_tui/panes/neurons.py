@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
-from grok_tui.panes.base import StudyPane, fmt_num
+from grok_tui.panes.base import NEXT_VIEW, StudyPane, fmt_num
 from grok_tui.widgets.heatmap import Heatmap
 from grok_tui.widgets.result_table import ResultTable
 
@@ -27,6 +27,8 @@ class NeuronsPane(StudyPane):
     TITLE = "Neurons"
     KEY = "4"
     EXTRA_STUDIES = ("probe",)
+
+    BINDINGS = [NEXT_VIEW]
 
     DEFAULT_CSS = """
     NeuronsPane #ranking { width: 42; }

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
-from grok_tui.panes.base import StudyPane
+from grok_tui.panes.base import NEXT_VIEW, StudyPane
 from grok_tui.widgets.heatmap import Heatmap
 from grok_tui.widgets.plots import LinePlot, Series, VLine
 from grok_tui.widgets.result_table import ResultTable
@@ -38,6 +38,7 @@ class ProgressPane(StudyPane):
     EXTRA_STUDIES = ("curves",)
 
     BINDINGS = [
+        NEXT_VIEW,
         Binding("m", "next_measure", "Next measure"),
         Binding("M", "previous_measure", "Previous measure"),
     ]

@@ -332,3 +332,22 @@ def test_first_paint_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+async def test_enter_in_the_neuron_ranking_keeps_the_table_focused_and_its_keys(runs):
+    """The recompute after Enter (the pane loads, then shows) leaves focus where it was."""
+    app = GrokApp("tiny", runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("4")
+        await settle(app, pilot)
+        pane = app.screen.current_pane
+        ranking = pane.query_one("#ranking")
+        ranking.focus()
+        await pilot.press("down", "enter")
+        await settle(app, pilot)
+        second = ranking.raw_row(1)["neuron"]
+        assert pane.result.scalars["neuron"] == second
+        assert app.focused is ranking
+        await pilot.press("S")
+        assert ranking.sort_column == ranking.column_names[0]

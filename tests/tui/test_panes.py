@@ -11,7 +11,7 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import Input, Static, TabbedContent
 
 from grok_engine.results import Grid, StudyResult, Table
 from grok_engine.studies import STUDY_MODULES
@@ -22,8 +22,9 @@ from grok_tui.panes.embedding import EmbeddingPane
 from grok_tui.panes.fourier import FourierPane
 from grok_tui.panes.neurons import NeuronsPane
 from grok_tui.panes.progress import ProgressPane
+from grok_tui.panes.training import TrainingPane
 from grok_tui.panes.registry import PANE_CLASSES
-from grok_tui.widgets.heatmap import DIVERGING, N_LEVELS, Heatmap, block_mean
+from grok_tui.widgets.heatmap import DIVERGING, N_LEVELS, Heatmap, tick_step
 from grok_tui.widgets.plots import BarPlot, LinePlot, ScatterPlot
 from grok_tui.widgets.result_table import ResultTable
 
@@ -89,6 +90,26 @@ def test_pane_keys_leave_the_app_keys_alone():
     app_keys = _keys(GrokApp) | _keys(RunScreen) | {str(n) for n in range(1, 10)}
     ours = set().union(_keys(StudyPane), _keys(Heatmap), _keys(ResultTable), *(_keys(c) for c in PANE_CLASSES))
     assert ours & app_keys <= {"left", "right"}
+
+
+@pytest.mark.parametrize("cls", [*PANE_CLASSES, TrainingPane], ids=lambda c: c.__name__)
+async def test_v_is_shown_only_where_it_changes_the_view(cls, study_results):
+    """A pane advertises `v` (Next view) only when it has views, and there `v` shows the next."""
+    pane = cls()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(study_results[cls.STUDY])
+        await pilot.pause()
+        pane.can_focus = True  # as in the app: the pane itself holds focus
+        pane.focus()
+        await pilot.pause()
+        shown = {key for key, active in app.screen.active_bindings.items() if active.binding.show}
+        has_views = bool(pane.query(TabbedContent))
+        assert ("v" in shown) == has_views
+        if has_views:
+            before = pane.active_view()
+            await pilot.press("v")
+            assert pane.active_view() != before
 
 
 # -- embedding --------------------------------------------------------------------------------
@@ -326,7 +347,7 @@ def big_grid(n: int = 113) -> Grid:
     return Grid("big", values, "a", "b", a.tolist(), a.tolist(), title="cos(w(a+b))")
 
 
-async def test_heatmap_downsamples_a_113_grid_and_says_so():
+async def test_heatmap_shows_a_113_grid_at_full_resolution_and_scrolls_with_the_cursor():
     grid = big_grid()
     heatmap = Heatmap(grid)
     app = PaneApp(heatmap)
@@ -337,14 +358,67 @@ async def test_heatmap_downsamples_a_113_grid_and_says_so():
         assert lines[0].startswith(" cos(w(a+b))")
         assert lines[1].lstrip().startswith("a\\b 0")
         status = heatmap.status_text
-        assert status.startswith("a=0  b=0  NaN") and "113x113 shown as" in status
+        assert status.startswith("a=0  b=0  NaN")
         assert any(status in line for line in lines)
-        assert "▀" in lines[2]
+        # one character per column and two rows per line, nothing averaged: 76 of the
+        # columns and 40 of the rows are in view, and the view says so
+        assert heatmap.visible_rows == (0, 40) and heatmap.visible_cols == (0, 76)
+        assert "showing a 0..39 of 113, b 0..75 of 113" in heatmap.view_text
+        assert any(heatmap.view_text in line for line in lines)
+        assert "▀" in lines[2] and "mean" not in text_of(heatmap)
+        # each drawn character is the colour of one value: row 2's line shows rows 4 and 5
+        strip = heatmap.render_line(4)
+        cells = [seg for seg in strip if seg.text == "▀"]
+        top = [tuple(seg.style.color.get_truecolor()) for seg in cells[:10]]
+        expected = [DIVERGING[lev] for lev in heatmap._levels(grid.values[4, 1:11])]
+        assert top == expected
         heatmap.focus()
         await pilot.press("right", "down")
         assert heatmap.status_text.startswith(f"a=1  b=1  {grid.values[1, 1]:.4g}")
         await pilot.press("ctrl+end")
         assert (heatmap.cursor_row, heatmap.cursor_col) == (112, 112)
+        # the view followed the cursor, and the labels follow the view
+        assert heatmap.visible_rows[1] == 113 and heatmap.visible_cols == (37, 113)
+        lines = text_of(heatmap).splitlines()
+        assert lines[1].split()[1] == "40"  # the first labelled column in view
+        assert "112" in lines[2 + 19] and lines[2 + 19].lstrip().startswith("112")
+        assert "a 74..112 of 113, b 37..112 of 113" in heatmap.view_text
+        await pilot.press("ctrl+home")
+        assert heatmap.visible_rows == (0, 40) and heatmap.visible_cols == (0, 76)
+
+
+async def test_heatmap_column_labels_are_never_cut():
+    """113 columns in 76 characters: a label every 5 columns, each whole (108, not "10")."""
+    assert [tick_step(3, 1), tick_step(2, 1), tick_step(1, 2), tick_step(3, 2), tick_step(8, 1)] == [5, 5, 1, 2, 10]
+    a = np.arange(113)
+    grid = Grid("g", np.zeros((8, 113)), "head", "b", list(range(8)), a.tolist())
+    heatmap = Heatmap(grid)
+    app = PaneApp(heatmap)
+    async with app.run_test(size=(120, 16)) as pilot:
+        await pilot.pause()
+        ticks = text_of(heatmap).splitlines()[1]
+        labels = ticks.split()[1:]
+        assert labels == [str(k) for k in range(0, 113, 5)]  # ... 100 105 110, every one whole
+        gutter = ticks.index("0")
+        for label in labels:  # each label starts at its column
+            assert ticks[gutter + int(label):].startswith(label)
+
+
+async def test_heatmap_leaves_values_out_of_the_colour_scale_and_says_so():
+    values = np.array([[80.0, 1.0], [-2.0, 0.5]])
+    grid = Grid("ft", values, "a", "b", ["Const", "cos 1"], ["Const", "cos 1"], title="transform")
+    leave_out = np.zeros((2, 2), dtype=bool)
+    leave_out[0, 0] = True
+    heatmap = Heatmap()
+    app = PaneApp(heatmap)
+    async with app.run_test(size=(60, 10)) as pilot:
+        heatmap.set_grid(grid, leave_out=leave_out, note="constant term left out")
+        await pilot.pause()
+        lines = text_of(heatmap).splitlines()
+        assert lines[0].startswith(" transform · constant term left out")
+        assert lines[0].rstrip().endswith("-2        2")  # the scale of what is drawn
+        assert heatmap._level_grid[0, 0] == -1  # blank
+        assert heatmap.status_text == "a=Const  b=Const  80  (left out of the colours)"
 
 
 async def test_heatmap_small_grid_uses_square_cells_and_click_moves_cursor():
@@ -372,13 +446,6 @@ async def test_heatmap_small_grid_uses_square_cells_and_click_moves_cursor():
         assert (heatmap.cursor_row, heatmap.cursor_col) == (1, 2)
         assert heatmap.status_text == "head=1  source==  -2"
         assert heatmap.has_focus
-
-
-def test_block_mean_ignores_nan():
-    values = np.array([[1.0, np.nan, 3.0], [3.0, np.nan, np.nan]])
-    out = block_mean(values, 2, 2)
-    assert out.shape == (1, 2)
-    assert out[0, 0] == pytest.approx(2.0) and out[0, 1] == pytest.approx(3.0)
 
 
 # -- result table -----------------------------------------------------------------------------
