@@ -351,3 +351,43 @@ async def test_enter_in_the_neuron_ranking_keeps_the_table_focused_and_its_keys(
         assert app.focused is ranking
         await pilot.press("S")
         assert ranking.sort_column == ranking.column_names[0]
+
+
+async def test_new_run_form_checks_fields_against_the_form_not_the_defaults(tmp_path):
+    """mod_div with p=113 and a small split: each field alone against the defaults (p=10)
+    would fail, with the form's other values they are valid."""
+    from grok_engine.config import TaskConfig
+
+    app = GrokApp(None, tmp_path / "empty")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        screen.query_one("#field-task").value = "mod_div"
+        screen.query_one("#field-p").value = "113"
+        screen.query_one("#field-frac_train").value = "0.005"
+        await pilot.pause()
+        for name in ("task", "p", "frac_train"):
+            assert str(screen.query_one(f"#error-{name}").render()) == "", name
+        config = screen.validate()
+        assert config is not None and config.task == TaskConfig("mod_div", 113, 0.005)
+        screen.query_one("#field-p").value = "1"  # p's own error, not one about mod_div
+        await pilot.pause()
+        assert "p=1 is out of range" in str(screen.query_one("#error-p").render())
+        assert str(screen.query_one("#error-task").render()) == ""
+        screen.query_one("#field-p").value = "7"  # 7 * 6 * 0.005 rows: an empty train split
+        await pilot.pause()
+        assert "leaves the train split empty for p=7" in str(screen.query_one("#error-frac_train").render())
+        assert screen.validate() is None
+
+
+async def test_goto_epoch_error_goes_when_the_text_is_fixed(runs):
+    app = GrokApp("tiny", runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("g", "ctrl+a", "ctrl+k", *"abc", "enter")
+        error = app.screen.query_one("#prompt-error")
+        assert "epoch='abc' is not an integer" in str(error.render())
+        await pilot.press("ctrl+a", "ctrl+k", "5", "0")
+        assert str(error.render()) == ""  # checked as typed: no stale message
+        await pilot.press("enter")
+        assert status_epoch(app) == 50
