@@ -338,6 +338,22 @@ async def test_progress_pane_plots_measures_with_phase_lines_and_marker(study_re
         assert pane.query_one("#cos_sim", Heatmap).grid is result.grids["cos_sim"]
         assert pane.export_target() is result.grids["cos_sim"]
 
+        # Coefficients: a line per key frequency over the checkpoints, then the largest of
+        # the others, with the same phase lines and marker
+        coeffs = result.tables["cos_coeffs"]
+        keys = result.scalars["key_frequencies"]
+        lines = pane.query_one("#cos_coeffs", LinePlot)
+        assert [s.name for s in lines.series] == [f"freq {k}" for k in keys] + ["largest other |coef|"]
+        for k, series in zip(keys, lines.series):
+            assert series.y == pytest.approx(column(coeffs, f"freq_{k}"))
+            assert list(series.x) == column(coeffs, "epoch")
+        others = [c for c in coeffs.column_names if c.startswith("freq_") and int(c[5:]) not in keys]
+        largest = np.abs(np.array([column(coeffs, c) for c in others])).max(axis=0)
+        assert np.asarray(lines.series[-1].y) == pytest.approx(largest)
+        assert [v.x for v in lines.vlines] == [3.0] and lines.marker.x == 3.0
+        await pilot.press("v", "v")
+        assert pane.active_view() == "view-coeffs" and pane.export_target() is coeffs
+
 
 # -- heatmap ----------------------------------------------------------------------------------
 def big_grid(n: int = 113) -> Grid:
@@ -532,3 +548,46 @@ async def test_plots_build_off_the_ui_thread_and_show_only_the_latest_data():
         shown = text_of(plot)
         assert "third" in shown and "second" not in shown and "first" not in shown
         assert builders and threading.main_thread().name not in builders
+
+
+async def test_log_axis_ticks_read_as_powers_of_ten():
+    """plotext's own log ticks read "7.5563460 ... 0.0000001" (and "0.0000000" at p=10)."""
+    from grok_tui.widgets.plots import Series
+
+    plot = LinePlot()
+    app = PaneApp(plot)
+    async with app.run_test(size=SIZE) as pilot:
+        plot.set_data([Series("test_loss", [0, 50, 100, 150], [7.556346, 0.5, 1e-4, 2.3e-8])],
+                      title="losses", log_y=True)
+        await wait_built(app, pilot, plot)
+        axis = [line.split("┤")[0].strip() for line in text_of(plot).splitlines() if "┤" in line]
+        assert [t for t in axis if t] == ["1e2", "1e0", "1e-2", "1e-4", "1e-6", "1e-8"]
+        assert "0.000" not in text_of(plot)
+
+
+async def test_legend_sits_under_the_figure_and_every_line_has_its_own_colour():
+    from grok_tui.widgets.plots import COLOURS, MARKER_COLOUR, PHASE_COLOURS, Series, VLine, phase_lines
+
+    plot = LinePlot()
+    app = PaneApp(plot)
+    x = list(range(0, 1000, 50))
+    names = ["train_loss", "test_loss", "restricted_loss", "excluded_loss"]
+    async with app.run_test(size=SIZE) as pilot:
+        # the top-left corner is full of data, where plotext puts its legend box
+        plot.set_data([Series(n, x, [10.0 / (1 + i + k) for k in range(len(x))]) for i, n in enumerate(names)],
+                      title="losses", log_y=True,
+                      vlines=phase_lines([("memorization", 100), ("circuit_formation", 300), ("cleanup", 600)]))
+        plot.set_marker(VLine(900, "selected", MARKER_COLOUR))
+        await wait_built(app, pilot, plot)
+        lines = text_of(plot).splitlines()
+        bottom = max(i for i, line in enumerate(lines) if "└" in line)
+        figure, legend = "\n".join(lines[:bottom]), "\n".join(lines[bottom:])
+        for name in [*names, "memorization 100", "circuit formation 300", "cleanup 600", "selected 900"]:
+            assert name in legend and name not in figure, name
+        # each item's glyph in its own colour: four series, three phases, the marker
+        built = plot._built[2]
+        colours = [span.style.color.get_truecolor() for span in built.spans
+                   if getattr(span.style, "bold", False) and built.plain[span.start:span.end] in ("━━", "┃")]
+        expected = [*COLOURS[:4], *PHASE_COLOURS, MARKER_COLOUR]
+        assert [tuple(c) for c in colours] == expected
+        assert len(set(expected)) == len(expected)
