@@ -61,6 +61,7 @@ class StudyPane(Vertical):
     TITLE: ClassVar[str] = ""
     KEY: ClassVar[str] = ""  # number key that shows this pane
     EXTRA_STUDIES: ClassVar[tuple[str, ...]] = ()  # other studies the app passes to show_extra
+    FOLLOWS: ClassVar[tuple[str, ...]] = ()  # options this pane takes from the others (share_option)
 
     DEFAULT_CSS = """
     StudyPane {
@@ -181,6 +182,22 @@ class StudyPane(Vertical):
         mine = [w for w in self.screen.focus_chain if self in w.ancestors]
         preferred = [w for w in mine if isinstance(w, (ResultTable, Heatmap))]
         return (preferred or mine or [None])[0]
+
+    # -- panes that share a selection --------------------------------------------------
+    def share_option(self, name: str, value: Any) -> None:
+        """The user picked ``name`` = ``value`` here (a neuron): every other pane of the
+        screen that FOLLOWS it takes it as its own option, and shows it when next shown."""
+        if not self.is_mounted:
+            return
+        for pane in self.screen.query(StudyPane):
+            if pane is not self:
+                pane.follow_option(name, value)
+
+    def follow_option(self, name: str, value: Any) -> None:
+        """Another pane picked ``name`` = ``value``; the app recomputes this pane's study with
+        it when the pane is next shown (its options no longer match what it shows)."""
+        if name in self.FOLLOWS and self.options.get(name) != value:
+            self.options = {**self.options, name: value}
 
     # -- for subclasses -----------------------------------------------------------------
     def render_result(self, result: StudyResult) -> None:

@@ -245,7 +245,7 @@ class Heatmap(Widget, can_focus=True):
             parts.append(f"{g.row_axis} {g.row_labels[r0]}..{g.row_labels[r1 - 1]} of {R}")
         if lay.view_cols < C:
             parts.append(f"{g.col_axis} {g.col_labels[c0]}..{g.col_labels[c1 - 1]} of {C}")
-        return f"showing {', '.join(parts)}: the view scrolls with the cursor" if parts else ""
+        return f"in view: {', '.join(parts)} · arrows scroll" if parts else ""
 
     @property
     def visible_rows(self) -> tuple[int, int]:
@@ -295,11 +295,13 @@ class Heatmap(Widget, can_focus=True):
         # room for "row\\col" when it costs at most 4 columns more than the labels need
         gutter = min(max(label_w, len(g.row_axis), both if both <= label_w + 4 else 0), 14) + 1
         map_w = max(width - gutter, 1)
-        lines = max(height - 4, 1)  # title, ticks, status, and a line for the view or legend
+        lines = max(height - 4, 1)  # title, ticks, status, and a spare line for the legend
         if 2 * C <= map_w and R <= lines:
             cell_w, half = 2, False
         else:  # half blocks, scrolling over what does not fit
             cell_w, half = 1, True
+            if C > map_w or R > 2 * lines:
+                lines = max(lines - 1, 1)  # and a line saying what is in view
         view_rows = min(R, 2 * lines if half else lines)
         view_cols = min(C, map_w // cell_w)
         map_lines = -(-view_rows // 2) if half else view_rows
@@ -364,7 +366,7 @@ class Heatmap(Widget, can_focus=True):
         if y == 3 + lay.map_lines:
             axis_style = self.get_component_rich_style("heatmap--axis")
             return self._with_legend(self._text_strip(self.view_text, axis_style, width), lay, y, width)
-        return Strip.blank(width, base)
+        return self._with_legend(Strip.blank(width, base), lay, y, width)
 
     def _text_strip(self, text: str, style: Style, width: int) -> Strip:
         return Strip([Segment(text[:width], style)]).extend_cell_length(width, self.rich_style).crop(0, width)
@@ -389,7 +391,8 @@ class Heatmap(Widget, can_focus=True):
         for y, n in used.items():
             if n + need <= width:
                 return y
-        return None
+        spare = 4 + lay.map_lines if self.view_text else 3 + lay.map_lines  # a line of its own
+        return spare if spare < self.size.height else None
 
     def _with_legend(self, strip: Strip, lay: _Layout, y: int, width: int) -> Strip:
         if self._legend_line(lay, width) != y:
@@ -412,8 +415,9 @@ class Heatmap(Widget, can_focus=True):
         assert self.grid is not None
         corner = self._corner(lay.gutter)
         text = corner[: lay.gutter - 1].rjust(lay.gutter - 1) + " "
+        axis = f"  ({self.grid.col_axis})" if corner == self.grid.row_axis else ""
         c0, c1 = self.visible_cols
-        room = max(self.size.width - lay.gutter, lay.view_cols * lay.cell_w)
+        room = max(self.size.width - lay.gutter - len(axis), 0)
         chars = [" "] * room
         first = -(-c0 // lay.tick_step) * lay.tick_step
         for col in range(first, c1, lay.tick_step):
@@ -421,10 +425,7 @@ class Heatmap(Widget, can_focus=True):
             x = (col - c0) * lay.cell_w
             if x + len(label) <= room:  # never a cut label (108 is not "10")
                 chars[x:x + len(label)] = label
-        text += "".join(chars).rstrip()
-        if corner == self.grid.row_axis:
-            text += f"  ({self.grid.col_axis})"
-        return text
+        return text + "".join(chars).rstrip() + axis
 
     def _ticks_strip(self, lay: _Layout, width: int) -> Strip:
         return self._text_strip(self._ticks_text(lay), self.get_component_rich_style("heatmap--axis"), width)

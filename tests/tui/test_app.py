@@ -391,3 +391,35 @@ async def test_goto_epoch_error_goes_when_the_text_is_fixed(runs):
         assert str(error.render()) == ""  # checked as typed: no stale message
         await pilot.press("enter")
         assert status_epoch(app) == 50
+
+
+async def test_a_picked_neuron_and_head_stay_selected_across_checkpoints(runs):
+    app = GrokApp("tiny", runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("4")
+        await settle(app, pilot)
+        neurons = screen.current_pane
+        ranking = neurons.query_one("#ranking")
+        ranking.focus()
+        await pilot.press("down", "down", "down", "enter")
+        await settle(app, pilot)
+        picked = ranking.raw_row(3)["neuron"]
+        assert neurons.result.scalars["neuron"] == picked
+        await pilot.press("left")  # the pane asks for the same neuron at epoch 150
+        await settle(app, pilot)
+        assert neurons.result.epoch == 150 and neurons.result.scalars["neuron"] == picked
+        assert screen.panes["fourier"].options["neuron"] == picked  # shared with Fourier
+        await pilot.press("6")
+        await settle(app, pilot)
+        assert screen.shown["fourier"] == (150, (("neuron", repr(picked)),))
+
+        await pilot.press("3")
+        await settle(app, pilot)
+        attention = screen.current_pane
+        await pilot.press("x")  # head 1
+        await pilot.press("right")
+        await settle(app, pilot)
+        assert attention.result.epoch == 200 and attention.head == 1
+        assert attention.query_one("#head_map").grid is attention.result.grids["head1_to_a"]

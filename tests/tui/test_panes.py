@@ -297,6 +297,88 @@ async def test_fourier_pane_shows_key_frequencies_and_norms(study_results):
         assert [m.options for m in app.options_changed] == [{"neuron": neuron}]
 
 
+async def test_fourier_freq_map_sorts_the_neurons_by_their_frequency(study_results):
+    result = study_results["fourier"]
+    pane = FourierPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        await pilot.pause()
+        original = result.grids["neuron_freq_norm"]
+        shown = pane.query_one("#neuron_freq_norm", Heatmap).grid
+        assert "sorted by frequency" in shown.title
+        best = np.asarray(shown.values).argmax(axis=0)
+        assert (np.diff(best) >= 0).all()  # blocks of one frequency, in frequency order
+        assert sorted(shown.col_labels) == list(original.col_labels)
+        for j, neuron in enumerate(shown.col_labels):  # each column is its neuron's, labelled
+            assert np.array_equal(shown.values[:, j], original.values[:, neuron])
+        frac = np.asarray(shown.values).max(axis=0)
+        for f in set(best.tolist()):  # within a block, the best explained first
+            assert (np.diff(frac[best == f]) <= 0).all()
+
+
+async def test_fourier_neuron_transform_steps_neurons_and_leaves_out_the_constant(study_results, tiny_context):
+    from grok_engine.studies import run_study
+
+    result = study_results["fourier"]
+    pane = FourierPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        await pilot.pause()
+        pane.can_focus = True
+        pane.focus()
+        heatmap = pane.query_one("#neuron_fourier", Heatmap)
+        grid = result.grids["neuron_fourier"]
+        assert heatmap.grid is grid and heatmap._left_out[0, 0] and heatmap._left_out.sum() == 1
+        assert f"constant {grid.values[0, 0]:.4g} left out: z shows it" in heatmap.note
+        rest = np.abs(np.asarray(grid.values, dtype=float)).ravel()[1:]
+        assert heatmap._vmax == pytest.approx(rest.max())  # the colours span the rest
+        await pilot.press("z")
+        assert not heatmap._left_out.any() and "with the constant" in heatmap.note
+        await pilot.press("z", "x", "x", "X", "x")
+        assert [m.options for m in app.options_changed] == [{"neuron": 1}, {"neuron": 2}, {"neuron": 1},
+                                                            {"neuron": 2}]
+        pane.show(run_study("fourier", tiny_context, neuron=2))
+        await pilot.pause()
+        assert "neuron 2" in heatmap.grid.title and heatmap._left_out[0, 0]
+        await pilot.press("X", "X", "X")  # wraps around to the last neuron
+        assert app.options_changed[-1].options == {"neuron": result.tables["neuron_clusters"].n_rows - 1}
+
+
+class TwoPanes(App):
+    """The Neurons and the Fourier pane on one screen, as in the app."""
+
+    def compose(self) -> ComposeResult:
+        yield NeuronsPane()
+        yield FourierPane()
+
+
+async def test_the_neuron_picked_in_the_ranking_is_the_fourier_panes_too(study_results, tiny_context):
+    from grok_engine.studies import run_study
+
+    app = TwoPanes()
+    async with app.run_test(size=(80, 48)) as pilot:
+        neurons, fourier = app.query_one(NeuronsPane), app.query_one(FourierPane)
+        neurons.show(study_results["neurons"])
+        fourier.show(study_results["fourier"])
+        await pilot.pause()
+        ranking = neurons.query_one("#ranking", ResultTable)
+        ranking.focus()
+        await pilot.press("down", "down", "enter")
+        picked = ranking.raw_row(2)["neuron"]
+        assert neurons.options == {"neuron": picked} and fourier.options == {"neuron": picked}
+        fourier.can_focus = True
+        fourier.focus()
+        await pilot.press("x")
+        following = (picked + 1) % study_results["neurons"].tables["ranking"].n_rows
+        assert fourier.options == {"neuron": following} and neurons.options == {"neuron": following}
+        # the Neurons pane shows it when recomputed, its ranking's cursor on its row
+        neurons.show(run_study("neurons", tiny_context, neuron=following))
+        await pilot.pause()
+        assert ranking.raw_row(ranking.cursor_row)["neuron"] == following
+
+
 async def test_fourier_pane_on_integer_addition_says_why_views_are_empty(add_fourier_result):
     pane = FourierPane()
     app = PaneApp(pane)
@@ -377,9 +459,9 @@ async def test_heatmap_shows_a_113_grid_at_full_resolution_and_scrolls_with_the_
         assert status.startswith("a=0  b=0  NaN")
         assert any(status in line for line in lines)
         # one character per column and two rows per line, nothing averaged: 76 of the
-        # columns and 40 of the rows are in view, and the view says so
-        assert heatmap.visible_rows == (0, 40) and heatmap.visible_cols == (0, 76)
-        assert "showing a 0..39 of 113, b 0..75 of 113" in heatmap.view_text
+        # columns and 38 of the rows are in view, and the view says so
+        assert heatmap.visible_rows == (0, 38) and heatmap.visible_cols == (0, 76)
+        assert "in view: a 0..37 of 113, b 0..75 of 113" in heatmap.view_text
         assert any(heatmap.view_text in line for line in lines)
         assert "▀" in lines[2] and "mean" not in text_of(heatmap)
         # each drawn character is the colour of one value: row 2's line shows rows 4 and 5
@@ -397,17 +479,27 @@ async def test_heatmap_shows_a_113_grid_at_full_resolution_and_scrolls_with_the_
         assert heatmap.visible_rows[1] == 113 and heatmap.visible_cols == (37, 113)
         lines = text_of(heatmap).splitlines()
         assert lines[1].split()[1] == "40"  # the first labelled column in view
-        assert "112" in lines[2 + 19] and lines[2 + 19].lstrip().startswith("112")
-        assert "a 74..112 of 113, b 37..112 of 113" in heatmap.view_text
+        assert lines[2 + 18].lstrip().startswith("112")
+        assert "a 76..112 of 113, b 37..112 of 113" in heatmap.view_text
         await pilot.press("ctrl+home")
-        assert heatmap.visible_rows == (0, 40) and heatmap.visible_cols == (0, 76)
+        assert heatmap.visible_rows == (0, 38) and heatmap.visible_cols == (0, 76)
+
+
+async def test_a_narrow_scrolled_heatmap_keeps_its_colour_bar():
+    heatmap = Heatmap(big_grid())
+    app = PaneApp(heatmap)
+    async with app.run_test(size=(34, 20)) as pilot:
+        await pilot.pause()
+        lines = text_of(heatmap).splitlines()
+        assert heatmap.view_text and any(heatmap.view_text[:30] in line for line in lines)
+        assert any(line.rstrip().endswith("-1        1") for line in lines)  # the colour bar
 
 
 async def test_heatmap_column_labels_are_never_cut():
     """113 columns in 76 characters: a label every 5 columns, each whole (108, not "10")."""
     assert [tick_step(3, 1), tick_step(2, 1), tick_step(1, 2), tick_step(3, 2), tick_step(8, 1)] == [5, 5, 1, 2, 10]
     a = np.arange(113)
-    grid = Grid("g", np.zeros((8, 113)), "head", "b", list(range(8)), a.tolist())
+    grid = Grid("g", np.zeros((8, 113)), "a", "b", list(range(8)), a.tolist())
     heatmap = Heatmap(grid)
     app = PaneApp(heatmap)
     async with app.run_test(size=(120, 16)) as pilot:
