@@ -6,6 +6,8 @@ model (tests/tui/conftest.py); the assertions read what the widgets render.
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import numpy as np
 import pytest
 from textual.app import App, ComposeResult
@@ -45,6 +47,20 @@ class PaneApp(App):
 
     def on_study_pane_options_changed(self, message: StudyPane.OptionsChanged) -> None:
         self.options_changed.append(message)
+
+
+@asynccontextmanager
+async def showing(pane: StudyPane, result: StudyResult):
+    """``pane`` mounted alone at SIZE and shown ``result``, focused as in the app (the pane
+    itself): yields (app, pilot)."""
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        await pilot.pause()
+        pane.can_focus = True
+        pane.focus()
+        await pilot.pause()
+        yield app, pilot
 
 
 def text_of(widget: Widget) -> str:
@@ -96,13 +112,7 @@ def test_pane_keys_leave_the_app_keys_alone():
 async def test_v_is_shown_only_where_it_changes_the_view(cls, study_results):
     """A pane advertises `v` (Next view) only when it has views, and there `v` shows the next."""
     pane = cls()
-    app = PaneApp(pane)
-    async with app.run_test(size=SIZE) as pilot:
-        pane.show(study_results[cls.STUDY])
-        await pilot.pause()
-        pane.can_focus = True  # as in the app: the pane itself holds focus
-        pane.focus()
-        await pilot.pause()
+    async with showing(pane, study_results[cls.STUDY]) as (app, pilot):
         shown = {key for key, active in app.screen.active_bindings.items() if active.binding.show}
         has_views = bool(pane.query(TabbedContent))
         assert ("v" in shown) == has_views
@@ -300,10 +310,7 @@ async def test_fourier_pane_shows_key_frequencies_and_norms(study_results):
 async def test_fourier_freq_map_sorts_the_neurons_by_their_frequency(study_results):
     result = study_results["fourier"]
     pane = FourierPane()
-    app = PaneApp(pane)
-    async with app.run_test(size=SIZE) as pilot:
-        pane.show(result)
-        await pilot.pause()
+    async with showing(pane, result):
         original = result.grids["neuron_freq_norm"]
         shown = pane.query_one("#neuron_freq_norm", Heatmap).grid
         assert "sorted by frequency" in shown.title
@@ -322,12 +329,7 @@ async def test_fourier_neuron_transform_steps_neurons_and_leaves_out_the_constan
 
     result = study_results["fourier"]
     pane = FourierPane()
-    app = PaneApp(pane)
-    async with app.run_test(size=SIZE) as pilot:
-        pane.show(result)
-        await pilot.pause()
-        pane.can_focus = True
-        pane.focus()
+    async with showing(pane, result) as (app, pilot):
         heatmap = pane.query_one("#neuron_fourier", Heatmap)
         grid = result.grids["neuron_fourier"]
         assert heatmap.grid is grid and heatmap._left_out[0, 0] and heatmap._left_out.sum() == 1
