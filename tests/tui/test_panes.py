@@ -122,6 +122,26 @@ async def test_v_is_shown_only_where_it_changes_the_view(cls, study_results):
             assert pane.active_view() != before
 
 
+@pytest.mark.parametrize("cls, view, table_id", [
+    (FourierPane, "view-clusters", "cluster_sizes"),
+    (AttentionPane, "", "mean_pattern"),
+    (NeuronsPane, "", "ranking"),
+    (AblationPane, "", "failures-table"),
+], ids=lambda v: v if isinstance(v, str) else v.__name__)
+async def test_side_tables_are_as_wide_as_their_columns(cls, view, table_id, study_results):
+    """A table beside a map is sized to its columns: a fixed width cut the last digit
+    (cluster sizes 116, 146 showed as 11, 14)."""
+    pane = cls()
+    async with showing(pane, study_results[cls.STUDY]) as (app, pilot):
+        if view:
+            pane.query_one(TabbedContent).active = view
+            await pilot.pause()
+        table = pane.query_one(f"#{table_id}", ResultTable)
+        assert table.scrollable_content_region.width >= table.virtual_size.width > 0
+        header = text_of(table).splitlines()[0]
+        assert all(name in header for name in table.column_names)
+
+
 # -- embedding --------------------------------------------------------------------------------
 async def test_embedding_pane_shows_pca_table_scatter_and_spectrum(study_results):
     result = study_results["embedding"]
