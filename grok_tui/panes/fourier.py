@@ -66,7 +66,7 @@ class FourierPane(StudyPane):
         NEXT_VIEW,
         Binding("x", "step_neuron(1)", "Next neuron"),
         Binding("X", "step_neuron(-1)", "Previous neuron"),
-        Binding("z", "toggle_constant", "Constant term"),
+        Binding("z", "toggle_constant", "Constant term on/off"),
     ]
 
     DEFAULT_CSS = """
