@@ -75,7 +75,7 @@ class AblationPane(StudyPane):
     AblationPane #keep-row Label { padding: 1 1 0 1; }
     AblationPane #keep { width: 16; }
     AblationPane #keep-error { padding: 1 1 0 1; color: $text-error; width: 1fr; }
-    AblationPane #failures-table { width: 36; }
+    AblationPane #failures-table { width: auto; max-width: 50%; }
     """
 
     def __init__(self, **kwargs) -> None:

@@ -34,7 +34,7 @@ class AttentionPane(StudyPane):
     ]
 
     DEFAULT_CSS = """
-    AttentionPane #mean_pattern { width: 38; }
+    AttentionPane #mean_pattern { width: auto; max-width: 50%; }
     """
 
     def __init__(self, **kwargs) -> None:

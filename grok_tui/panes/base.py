@@ -49,6 +49,11 @@ def fmt_num(x: Any, digits: int = 4) -> str:
     return f"{float(x):.{digits}g}"
 
 
+# The key of panes whose views are tabs (a pane without tabs leaves it out: a key that
+# does nothing is never advertised).
+NEXT_VIEW = Binding("v", "next_view", "Next view")
+
+
 class StudyPane(Vertical):
     """Base of every study pane. Subclasses set STUDY, TITLE, KEY and BINDINGS."""
 
@@ -56,8 +61,7 @@ class StudyPane(Vertical):
     TITLE: ClassVar[str] = ""
     KEY: ClassVar[str] = ""  # number key that shows this pane
     EXTRA_STUDIES: ClassVar[tuple[str, ...]] = ()  # other studies the app passes to show_extra
-
-    BINDINGS = [Binding("v", "next_view", "Next view")]
+    FOLLOWS: ClassVar[tuple[str, ...]] = ()  # options this pane takes from the others (share_option)
 
     DEFAULT_CSS = """
     StudyPane {
@@ -98,13 +102,14 @@ class StudyPane(Vertical):
         self.options: dict[str, Any] = {}
         self.result: StudyResult | None = None
         self.extras: dict[str, StudyResult] = {}
+        self._refocus: Widget | None = None  # what had focus when the pane started loading
         self.border_title = f"{self.KEY} {self.TITLE}" if self.KEY else self.TITLE
 
     # -- the app's calls ----------------------------------------------------------------
     def show(self, result: StudyResult) -> None:
         """Render ``result`` (UI thread)."""
         self.result = result
-        self.loading = False
+        self._stop_loading()
         self.border_subtitle = f"epoch {result.epoch}"
         if self.is_mounted:
             self.render_result(result)
@@ -117,12 +122,28 @@ class StudyPane(Vertical):
 
     def show_loading(self, epoch: int) -> None:
         """The study for ``epoch`` is being computed."""
+        focused = self.app.focused if self.is_mounted else None
+        if focused is not None and self in focused.ancestors:
+            self._refocus = focused  # the loading cover takes focus away from it
         self.loading = True
 
     def show_error(self, message: str) -> None:
         """The study failed; show ``message`` instead of a traceback."""
-        self.loading = False
+        self._stop_loading()
         self.notify(message, severity="error", title=self.TITLE)
+
+    def _stop_loading(self) -> None:
+        """Uncover the pane and give focus back to the widget that had it before loading
+        (a table after Enter on a row: its keys, S and R, keep working)."""
+        self.loading = False
+        widget, self._refocus = self._refocus, None
+        if widget is not None and self.is_mounted:
+            self.call_after_refresh(self._give_focus_back, widget)
+
+    def _give_focus_back(self, widget: Widget) -> None:
+        focused = self.app.focused
+        if widget.is_attached and (focused is None or focused is self):
+            widget.focus()
 
     def set_selected_epoch(self, epoch: int) -> None:
         """The selected checkpoint is now ``epoch`` (default: nothing to do)."""
@@ -161,6 +182,22 @@ class StudyPane(Vertical):
         mine = [w for w in self.screen.focus_chain if self in w.ancestors]
         preferred = [w for w in mine if isinstance(w, (ResultTable, Heatmap))]
         return (preferred or mine or [None])[0]
+
+    # -- panes that share a selection --------------------------------------------------
+    def share_option(self, name: str, value: Any) -> None:
+        """The user picked ``name`` = ``value`` here (a neuron): every other pane of the
+        screen that FOLLOWS it takes it as its own option, and shows it when next shown."""
+        if not self.is_mounted:
+            return
+        for pane in self.screen.query(StudyPane):
+            if pane is not self:
+                pane.follow_option(name, value)
+
+    def follow_option(self, name: str, value: Any) -> None:
+        """Another pane picked ``name`` = ``value``; the app recomputes this pane's study with
+        it when the pane is next shown (its options no longer match what it shows)."""
+        if name in self.FOLLOWS and self.options.get(name) != value:
+            self.options = {**self.options, name: value}
 
     # -- for subclasses -----------------------------------------------------------------
     def render_result(self, result: StudyResult) -> None:

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
-from grok_tui.panes.base import StudyPane, fmt_pct
+from grok_tui.panes.base import NEXT_VIEW, StudyPane, fmt_pct
 from grok_tui.widgets.plots import LinePlot, ScatterPlot, Series
 from grok_tui.widgets.result_table import ResultTable
 
@@ -20,6 +20,8 @@ class EmbeddingPane(StudyPane):
     STUDY = "embedding"
     TITLE = "Embedding"
     KEY = "2"
+
+    BINDINGS = [NEXT_VIEW]
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for a checkpoint", id="summary", classes="pane-summary")

@@ -7,17 +7,20 @@ fit_r2. It also shows the "probe" study's R^2: ``EXTRA_STUDIES = ("probe",)`` as
 to pass that result to :meth:`show_extra`.
 
 Enter (or a click) on a ranking row posts ``OptionsChanged(pane, {"neuron": n})``; the
-app recomputes the study and calls ``show`` with the grids of neuron n.
+app recomputes the study and calls ``show`` with the grids of neuron n. The neuron is
+shared with the Fourier pane (its "Neuron FT" view follows, and a neuron picked there is
+shown here too) and kept across checkpoints; the ranking's cursor goes to its row.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
-from grok_tui.panes.base import StudyPane, fmt_num
+from grok_tui.panes.base import NEXT_VIEW, StudyPane, fmt_num
 from grok_tui.widgets.heatmap import Heatmap
 from grok_tui.widgets.result_table import ResultTable
 
@@ -27,9 +30,12 @@ class NeuronsPane(StudyPane):
     TITLE = "Neurons"
     KEY = "4"
     EXTRA_STUDIES = ("probe",)
+    FOLLOWS = ("neuron",)
+
+    BINDINGS = [NEXT_VIEW]
 
     DEFAULT_CSS = """
-    NeuronsPane #ranking { width: 42; }
+    NeuronsPane #ranking { width: auto; max-width: 60%; }
     NeuronsPane #neuron-info { height: auto; max-height: 2; padding: 0 1; }
     """
 
@@ -57,7 +63,9 @@ class NeuronsPane(StudyPane):
 
     def render_result(self, result: StudyResult) -> None:
         self._summary()
-        self.query_one("#ranking", ResultTable).set_table(result.tables.get("ranking"))
+        ranking = self.query_one("#ranking", ResultTable)
+        ranking.set_table(result.tables.get("ranking"))
+        self._cursor_to_shown_neuron(ranking)
         self.query_one("#pre", Heatmap).set_grid(result.grids.get("pre"))
         self.query_one("#post", Heatmap).set_grid(result.grids.get("post"))
         self.query_one("#pc_fit", ResultTable).set_table(result.tables.get("pc_fit"))
@@ -65,6 +73,17 @@ class NeuronsPane(StudyPane):
         self.query_one("#neuron-info", Static).update(
             f"neuron {s.get('neuron', '?')} · r {fmt_num(s.get('neuron_r'), 3)} · "
             f"PC fit R² {fmt_num(s.get('fit_r2'), 3)}")
+
+    def _cursor_to_shown_neuron(self, ranking: ResultTable) -> None:
+        """The ranking's cursor on the row of the neuron shown (its rank changes with the
+        checkpoint; the neuron stays)."""
+        shown = self.shown_neuron
+        if shown is None or ranking.table is None or "neuron" not in ranking.table.columns:
+            return
+        found = np.flatnonzero(np.asarray(ranking.table.columns["neuron"]) == shown)
+        if not found.size or ranking.raw_row_index(ranking.cursor_row) == found[0]:
+            return
+        ranking.move_cursor(row=next(d for d in range(ranking.row_count) if ranking.raw_row_index(d) == found[0]))
 
     def render_extra(self, name: str, result: StudyResult) -> None:
         if name == "probe":
@@ -89,6 +108,7 @@ class NeuronsPane(StudyPane):
         event.stop()
         neuron = int(event.row["neuron"])
         self.options = {**self.options, "neuron": neuron}
+        self.share_option("neuron", neuron)
         self.post_message(self.OptionsChanged(self, dict(self.options)))
 
     def default_export(self) -> Table | Grid | None:

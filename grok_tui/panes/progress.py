@@ -2,9 +2,11 @@
 
 Renders the "progress" study: table "measures" (epoch + one column per measure), table
 "cos_coeffs" (epoch, freq_1 ..), grid "cos_sim" [frequency, epoch], scalars
-key_frequencies, n_checkpoints. The plot shows one group of measures at a time (``m``
-cycles: all the losses together on a log axis, then each other measure), with vertical
-lines at the grokking phase ends and a marker at the selected checkpoint
+key_frequencies, n_checkpoints. The Measures plot shows one group of measures at a time
+(``m`` cycles: all the losses together on a log axis, then each other measure); the
+Coefficients plot shows the logits' coefficient on cos(w(a+b-c)) of each key frequency over
+the checkpoints, beside the largest of the other frequencies (Nanda et al. 2023, fig. 7).
+Both have vertical lines at the grokking phase ends and a marker at the selected checkpoint
 (:meth:`set_selected_epoch`). The phase ends are read from the result's scalars
 ``memorization_end``, ``circuit_formation_end``, ``cleanup_end`` when it carries them, else
 from the "curves" study, which ``EXTRA_STUDIES`` asks the app to pass to ``show_extra``.
@@ -20,15 +22,30 @@ from textual.binding import Binding
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
-from grok_tui.panes.base import StudyPane
+from grok_tui.panes.base import NEXT_VIEW, StudyPane
 from grok_tui.widgets.heatmap import Heatmap
-from grok_tui.widgets.plots import LinePlot, Series, VLine
+from grok_tui.widgets.plots import COLOURS, MARKER_COLOUR, LinePlot, Series, VLine, phase_lines
 from grok_tui.widgets.result_table import ResultTable
 
-PHASE_ENDS = (("memorization_end", "memorization", "yellow"),
-              ("circuit_formation_end", "circuit formation", "green"),
-              ("cleanup_end", "cleanup", "blue"))
+PHASE_ENDS = (("memorization_end", "memorization"),
+              ("circuit_formation_end", "circuit formation"),
+              ("cleanup_end", "cleanup"))
 LOSS_GROUP = "losses"
+OTHERS_COLOUR = COLOURS[-1]  # the largest coefficient off the key frequencies: grey
+
+
+def coefficient_series(table: Table, key_frequencies: list[int]) -> list[Series]:
+    """One series per key frequency ("freq_k" of the cos_coeffs table) over the epochs, then
+    the largest |coefficient| of the other frequencies at each epoch."""
+    x = table.columns["epoch"]
+    columns = [c for c in table.column_names if c.startswith("freq_")]
+    keys = [f"freq_{k}" for k in key_frequencies if f"freq_{k}" in table.columns]
+    series = [Series(f"freq {c.removeprefix('freq_')}", x, table.columns[c]) for c in keys]
+    others = [c for c in columns if c not in keys]
+    if others:
+        largest = np.abs(np.stack([np.asarray(table.columns[c], dtype=float) for c in others])).max(axis=0)
+        series.append(Series("largest other |coef|", x, largest, OTHERS_COLOUR))
+    return series
 
 
 class ProgressPane(StudyPane):
@@ -38,6 +55,7 @@ class ProgressPane(StudyPane):
     EXTRA_STUDIES = ("curves",)
 
     BINDINGS = [
+        NEXT_VIEW,
         Binding("m", "next_measure", "Next measure"),
         Binding("M", "previous_measure", "Previous measure"),
     ]
@@ -57,7 +75,7 @@ class ProgressPane(StudyPane):
             with TabPane("Table", id="view-table"):
                 yield ResultTable(id="measures")
             with TabPane("Coefficients", id="view-coeffs"):
-                yield ResultTable(id="cos_coeffs")
+                yield LinePlot(id="cos_coeffs")
 
     # -- what to plot -------------------------------------------------------------------
     @property
@@ -73,18 +91,15 @@ class ProgressPane(StudyPane):
     def phase_lines(self) -> list[VLine]:
         """A line at each phase end the result (or the curves study) knows."""
         sources = [s for s in (self.result, self.extras.get("curves")) if s is not None]
-        lines = []
-        for key, label, colour in PHASE_ENDS:
-            for src in sources:
-                value = src.scalars.get(key)
-                if value is not None:
-                    lines.append(VLine(float(value), label, colour))
-                    break
-        return lines
+        marks = []
+        for key, label in PHASE_ENDS:
+            value = next((src.scalars[key] for src in sources if src.scalars.get(key) is not None), None)
+            if value is not None:
+                marks.append((label, float(value)))
+        return phase_lines(marks)
 
     def render_result(self, result: StudyResult) -> None:
         self.query_one("#measures", ResultTable).set_table(result.tables.get("measures"))
-        self.query_one("#cos_coeffs", ResultTable).set_table(result.tables.get("cos_coeffs"))
         self.query_one("#cos_sim", Heatmap).set_grid(result.grids.get("cos_sim"))
         groups = self.measure_groups
         if groups and self.measure not in groups:
@@ -96,11 +111,9 @@ class ProgressPane(StudyPane):
             self._plot()
 
     def _plot(self) -> None:
-        plot = self.query_one("#measures-plot", LinePlot)
         t = None if self.result is None else self.result.tables.get("measures")
         if t is None:
             return
-        x = t.columns["epoch"]
         names = ([c for c in t.column_names if c.endswith("_loss")] if self.measure == LOSS_GROUP
                  else [self.measure])
         values = np.concatenate([np.asarray(t.columns[n], dtype=float) for n in names]) if names else np.array([])
@@ -108,12 +121,27 @@ class ProgressPane(StudyPane):
         # Losses span decades after grokking: a log axis when everything is positive and wide.
         log_y = bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
         phases = self.phase_lines()
-        plot.set_data([Series(n, x, t.columns[n]) for n in names],
-                      title=f"{self.measure} over checkpoints" + (" (log)" if log_y else ""),
+        marker = (VLine(float(self.selected_epoch), "selected", MARKER_COLOUR)
+                  if self.selected_epoch is not None else None)
+        plot = self.query_one("#measures-plot", LinePlot)
+        plot.set_data([Series(n, t.columns["epoch"], t.columns[n]) for n in names],
+                      title=f"{self.measure} over checkpoints" + (" (log scale)" if log_y else ""),
                       xlabel="epoch", log_y=log_y, vlines=phases)
-        plot.set_marker(VLine(float(self.selected_epoch), "selected", "red")
-                        if self.selected_epoch is not None else None)
+        plot.set_marker(marker)
+        self._plot_coefficients(phases, marker)
         self._summary(phases)
+
+    def _plot_coefficients(self, phases: list[VLine], marker: VLine | None) -> None:
+        assert self.result is not None
+        coeffs = self.result.tables.get("cos_coeffs")
+        if coeffs is None:
+            return
+        keys = [int(k) for k in self.result.scalars.get("key_frequencies", [])]
+        plot = self.query_one("#cos_coeffs", LinePlot)
+        plot.set_data(coefficient_series(coeffs, keys), xlabel="epoch", vlines=phases,
+                      title="coefficient of the logits on cos(w(a+b-c)), key frequencies"
+                      if keys else "coefficient on cos(w(a+b-c)): no key frequencies found")
+        plot.set_marker(marker)
 
     def _summary(self, phases: list[VLine]) -> None:
         assert self.result is not None

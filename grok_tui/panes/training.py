@@ -13,13 +13,15 @@ import time
 from typing import Any
 
 import numpy as np
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
 from grok_engine.results import StudyResult, Table
 from grok_tui.panes.base import StudyPane
-from grok_tui.widgets.plots import LinePlot, Series, VLine
+from grok_tui.widgets.plots import (COLOURS, MARKER_COLOUR, LinePlot, Series, VLine, legend_lines, phase_lines,
+                                   vline_legend_items)
 
 METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 REDRAW_INTERVAL_S = 0.25  # at most ~4 redraws per second
@@ -157,8 +159,7 @@ class TrainingPane(StudyPane):
     def show(self, result: StudyResult) -> None:
         super().show(result)
         marks = phase_marks(result)
-        self._note = ("phase ends: " + ", ".join(f"{n or '?'} {e}" for n, e in marks)
-                      if marks else "no grokking phase reached yet")
+        self._note = "phase ends:" if marks else "no grokking phase reached yet"
         self.request_redraw()
 
     def show_loading(self, epoch: int) -> None:
@@ -213,43 +214,32 @@ class TrainingPane(StudyPane):
         return max(MIN_POINTS, 2 * plot.size.width)
 
     def _marks(self, marks: list[tuple[str, int]]) -> list[VLine]:
-        """The phase ends (orange), then the selected checkpoint (magenta)."""
-        lines = [VLine(epoch, name, "orange") for name, epoch in marks]
+        """The phase ends (a colour each), then the selected checkpoint (MARKER_COLOUR)."""
+        lines = phase_lines(marks)
         if self.marker is not None:
-            lines.append(VLine(self.marker, "checkpoint", "magenta"))
+            lines.append(VLine(self.marker, "checkpoint", MARKER_COLOUR))
         return lines
 
-    def _series(self, plot: LinePlot, kind: str, log10: bool = False) -> list[Series]:
-        """Train (blue) and test (red) ``kind`` ("loss" or "acc") thinned to the plot's
-        width; with ``log10``, log10 of the values above zero."""
+    def _series(self, plot: LinePlot, kind: str) -> list[Series]:
+        """Train and test ``kind`` ("loss" or "acc") thinned to the plot's width."""
         series = []
-        for split, color in (("train", "blue"), ("test", "red")):
+        for split, color in (("train", COLOURS[0]), ("test", COLOURS[1])):
             y = self.curves[f"{split}_{kind}"]
-            ok = ~np.isnan(y) & (y > 0) if log10 else ~np.isnan(y)
-            x, y = _thin(self.epoch[ok], np.log10(y[ok]) if log10 else y[ok], points=self._points(plot))
+            ok = ~np.isnan(y)
+            x, y = _thin(self.epoch[ok], y[ok], points=self._points(plot))
             if len(x):
                 series.append(Series(split, x.tolist(), y.tolist(), color))
         return series
 
     def _draw_loss(self, marks: list[tuple[str, int]]) -> None:
-        # log10 of the loss on a linear axis with decade ticks, not a log axis: ticks at
-        # whole decades read better than plotext's, and the loss spans up to 10 decades.
         plot = self.query_one("#loss-plot", LinePlot)
-        series = self._series(plot, "loss", log10=True)
-        values = [v for s in series for v in s.y]
-        yticks = None
-        if values:
-            first, last = math.floor(min(values)), math.ceil(max(values))
-            step = max(1, math.ceil((last - first) / 5))
-            ticks = list(range(first, last + 1, step))
-            yticks = (ticks, [f"1e{k}" for k in ticks])
-        plot.set_data(series, title="loss (log10)", xlabel="epoch", vlines=self._marks(marks),
-                      xlim=self._xlim(), yticks=yticks)
+        plot.set_data(self._series(plot, "loss"), title="loss (log scale)", xlabel="epoch",
+                      log_y=True, vlines=self._marks(marks), xlim=self._xlim(), vline_legend=False)
 
     def _draw_accuracy(self, marks: list[tuple[str, int]]) -> None:
         plot = self.query_one("#acc-plot", LinePlot)
         plot.set_data(self._series(plot, "acc"), title="accuracy", xlabel="epoch",
-                      vlines=self._marks(marks), xlim=self._xlim(), ylim=(0, 1))
+                      vlines=self._marks(marks), xlim=self._xlim(), ylim=(0, 1), vline_legend=False)
 
     def _draw_progress(self) -> None:
         done = int(self.epoch[-1]) if len(self.epoch) else 0
@@ -266,4 +256,12 @@ class TrainingPane(StudyPane):
         else:
             parts.append("done (c more)")
         self.query_one("#train-label", Static).update("  ".join(parts))
-        self.query_one("#phases-label", Static).update(self._note)
+        self.query_one("#phases-label", Static).update(self._phases_legend())
+
+    def _phases_legend(self) -> Text:
+        """The note, then the vertical lines of both plots, each in its colour (the plots'
+        own legends name only the curves)."""
+        width = max(self.query_one("#phases-label", Static).size.width, 40)
+        marks = phase_marks(self.result) if self._note == "phase ends:" else []
+        items = vline_legend_items(self._marks(marks))
+        return Text("\n").join(legend_lines([("", self._note, COLOURS[0]), *items], width))

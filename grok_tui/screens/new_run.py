@@ -57,6 +57,51 @@ def _parse(name: str, kind: str, text: str) -> Any:
     return text
 
 
+def _field_named(message: str, names: Any) -> str | None:
+    """The field a GrokError message starts with ("p=12 is not prime: ..." -> "p")."""
+    match = FIELD_IN_MESSAGE.match(message)
+    return match.group(1) if match and match.group(1) in names else None
+
+
+def check_section(klass: type, values: dict[str, Any]) -> tuple[dict[str, str], Any]:
+    """Validate one section's parsed ``values`` (fields that failed to parse are absent
+    and take their defaults): (field -> message, the section's config or None).
+
+    Each field is checked on its own first, so that several bad fields are all marked;
+    a field that fails only against another field's default (task mod_div with the
+    default p=10) is checked again with the form's values of the fields that are valid
+    on their own, and kept only if it still fails. A message names the field it is
+    about ("p=12 is not prime: task mod_div needs a prime p" marks p).
+    """
+    fields = [f.name for f in dataclasses.fields(klass)]
+    alone: dict[str, str] = {}
+    for name, value in values.items():
+        try:
+            klass(**{name: value})
+        except GrokError as exc:
+            alone[name] = str(exc)
+    valid = {n: v for n, v in values.items() if n not in alone}
+    errors: dict[str, str] = {}
+    for name, message in alone.items():
+        try:
+            klass(**{**valid, name: values[name]})
+            continue  # fine with the form's other values
+        except GrokError as exc:
+            message = str(exc)
+        about = _field_named(message, fields) or name
+        if about == name or about in valid:  # not about another field's default
+            errors.setdefault(about, message)
+    try:  # every field together (mod_div needs a prime p, the split needs both sides)
+        return errors, klass(**values)
+    except (GrokError, TypeError) as exc:
+        about = _field_named(str(exc), fields)
+        if about in values:
+            errors.setdefault(about, str(exc))
+        elif about is None and not errors and len(values) == len(fields):
+            errors[fields[0]] = str(exc)
+        return errors, None
+
+
 class NewRunScreen(Screen):
     """A form with one row per config field; returns a NewRunRequest through dismiss."""
 
@@ -124,20 +169,9 @@ class NewRunScreen(Screen):
                     values[f.name] = self._value(f.name, f.type)
                 except GrokError as exc:
                     errors[f.name] = str(exc)
-            for name, value in values.items():  # each field on its own (defaults elsewhere)
-                try:
-                    klass(**{name: value})
-                except GrokError as exc:
-                    errors.setdefault(name, str(exc))
-            try:  # fields together (mod_div needs a prime p, the split needs both sides)
-                parts[section] = klass(**values)
-            except (GrokError, TypeError) as exc:
-                match = FIELD_IN_MESSAGE.match(str(exc))
-                name = match.group(1) if match and match.group(1) in values else None
-                if name is not None:
-                    errors.setdefault(name, str(exc))
-                elif not any(f.name in errors for f in dataclasses.fields(klass)):
-                    errors[dataclasses.fields(klass)[0].name] = str(exc)
+            section_errors, parts[section] = check_section(klass, values)
+            for name, message in section_errors.items():
+                errors.setdefault(name, message)
         self.errors = errors
         for section, klass in SECTIONS:
             for f in dataclasses.fields(klass):

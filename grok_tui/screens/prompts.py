@@ -39,14 +39,28 @@ class PromptScreen(ModalScreen):
         """The value to return for ``text``; raise ValueError with a message to refuse it."""
         return text
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
+    def check(self, text: str) -> tuple[bool, object]:
+        """(True, value) when :meth:`parse` accepts ``text``, else (False, None); the error
+        line shows the reason, or nothing once the text is fixed."""
         try:
-            value = self.parse(event.value.strip())
+            value = self.parse(text.strip())
         except ValueError as exc:
             self.query_one("#prompt-error", Static).update(str(exc))
-            return
-        self.dismiss(value)
+            return False, None
+        self.query_one("#prompt-error", Static).update("")
+        return True, value
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        # Only clear a shown error as the text changes (a half-typed value is not wrong
+        # yet); Enter checks again and says why it refuses.
+        if str(self.query_one("#prompt-error", Static).render()):
+            self.check(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        ok, value = self.check(event.value)
+        if ok:
+            self.dismiss(value)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

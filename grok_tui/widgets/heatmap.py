@@ -2,27 +2,29 @@
 
 Layout, top to bottom (one terminal line each unless said)::
 
-     title                                 <- bold; accent background while focused
-    a\\b 0 1 2 3 4 5 6    -0.52 ▇▇▇▇▇▇ 0.52 <- corner (row\\col axis), column ticks; the colour
-      0 [][][][][][][]                        bar goes on the first of these lines with room
-      ...                                  <- the map: one line per row, or half a line
-    a=3  b=5  0.1234                       <- the value under the cursor ("[]" on the map)
+     title · note                             <- bold; accent background while focused
+    a\\b 0    5    10     -0.52 ▇▇▇▇▇▇ 0.52  <- corner (row\\col axis), a whole label every
+      0 [][][][][][][]                           1, 2, 5, 10, ... columns; the colour bar goes
+      ...                                        on the first of these lines with room
+    a=3  b=5  0.1234                          <- the value under the cursor ("[]" on the map)
+    showing a 0..39 of 113: ...               <- when the grid is larger than the view
 
 Each value is drawn as a 2-character square when the grid fits, else with half blocks
-('▀', foreground = upper row, background = lower row) so two rows share one line; a grid
-too large even for that (113 x 113 at 80 x 24) is averaged over blocks of cells
-(NaN-aware) and the status line says so. The cursor always addresses one value of the
-original grid (the arrows move it one value), so exact values stay reachable when the map
-is downsampled. Lines are built as Rich Segments in :meth:`render_line`: no child widgets.
+('▀', foreground = upper row, background = lower row) so two rows share one line. A grid
+too large even for that (113 x 113 at 80 x 24) is shown at full resolution through a view
+that scrolls with the cursor (and the mouse wheel): every value on screen is one value of
+the grid, never an average (averaging blocks aliases the periodic patterns these models
+learn), and the labels of the axes are those of the rows and columns in view. Lines are
+built as Rich Segments in :meth:`render_line`: no child widgets.
 
 Colours: a diverging blue-white-red map centred at zero when ``grid.centered`` (the scale is
-symmetric, +-max|value|), else viridis from min to max. NaN (e.g. b = 0 in mod_div) is blank.
+symmetric, +-max|value|), else viridis from min to max. NaN (e.g. b = 0 in mod_div) is blank,
+and so are the values a pane leaves out of the scale (``set_grid(leave_out=...)``).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,41 +82,37 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def block_mean(values: np.ndarray, fy: int, fx: int) -> np.ndarray:
-    """Average ``values`` [R, C] over blocks of fy x fx cells, ignoring NaN.
+def tick_step(label_width: int, cell_w: int) -> int:
+    """Grid columns between two labelled ticks: the smallest of 1, 2, 5, 10, 20, 50, ...
+    that leaves ``label_width`` characters and a space per tick, so no label is cut.
 
-    Returns [ceil(R/fy), ceil(C/fx)]; a block with no finite value is NaN.
+    >>> tick_step(3, 1)  # labels up to "112", one character per column
+    5
+    >>> tick_step(1, 2)
+    1
     """
-    R, C = values.shape
-    if fy == 1 and fx == 1:
-        return values.astype(float)
-    Rd, Cd = -(-R // fy), -(-C // fx)
-    padded = np.full((Rd * fy, Cd * fx), np.nan)
-    padded[:R, :C] = values
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks are expected
-        return np.nanmean(padded.reshape(Rd, fy, Cd, fx), axis=(1, 3))
+    step = 1
+    while step * cell_w < label_width + 1:
+        step = step * 5 // 2 if str(step)[0] == "2" else step * 2
+    return step
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """How the grid maps onto the widget's cells for one size."""
+    """How the grid maps onto the widget's cells for one size; the view scrolls over it."""
 
     gutter: int  # columns left of the map (row labels), including one space
-    cell_w: int  # characters per displayed value (2 = square, 1 with half blocks)
-    half: bool  # two display rows per terminal line
-    fy: int  # original rows averaged into one display row
-    fx: int  # original columns averaged into one display column
-    levels: np.ndarray  # [Rd, Cd] colour level per display cell, -1 = NaN
+    cell_w: int  # characters per value (2 = square, 1 with half blocks)
+    half: bool  # two grid rows per terminal line
+    view_rows: int  # grid rows on screen at once
+    view_cols: int  # grid columns on screen at once
     map_lines: int  # terminal lines the map uses
-
-    @property
-    def downsampled(self) -> bool:
-        return self.fy > 1 or self.fx > 1
+    tick_step: int  # grid columns between labelled ticks
 
 
 class Heatmap(Widget, can_focus=True):
-    """Draws a :class:`grok_engine.results.Grid`; arrows move the cursor, click selects."""
+    """Draws a :class:`grok_engine.results.Grid`; arrows move the cursor (the view scrolls
+    with it), the mouse wheel scrolls, a click selects."""
 
     BINDINGS = [
         Binding("up", "move(-1, 0)", "Cursor up", show=False),
@@ -166,8 +164,13 @@ class Heatmap(Widget, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.grid: Grid | None = None
         self.empty_text = empty_text
+        self.note = ""
         self.cursor_row = 0
         self.cursor_col = 0
+        self.view_row = 0  # the grid row and column at the top-left of the view
+        self.view_col = 0
+        self._left_out = np.zeros((0, 0), dtype=bool)
+        self._level_grid = np.zeros((0, 0), dtype=int)
         self._layout_key: tuple[Any, ...] | None = None
         self._layout: _Layout | None = None
         self._vmin = 0.0
@@ -177,14 +180,22 @@ class Heatmap(Widget, can_focus=True):
             self.set_grid(grid)
 
     # -- data -----------------------------------------------------------------------------
-    def set_grid(self, grid: Grid | None) -> None:
-        """Show ``grid`` (None clears). The cursor keeps its place when it still fits."""
+    def set_grid(self, grid: Grid | None, *, leave_out: np.ndarray | None = None, note: str = "") -> None:
+        """Show ``grid`` (None clears). The cursor keeps its place when it still fits.
+
+        ``leave_out``: a boolean mask [R, C] of values drawn blank and left out of the
+        colour scale (a neuron's constant term, which would wash out the rest); the cursor
+        still reads them. ``note`` follows the title (say there what is left out).
+        """
         self.grid = grid
+        self.note = note
         self._layout_key = None
         self._styles.clear()  # the palette depends on grid.centered
         if grid is not None:
             values = np.asarray(grid.values, dtype=float)
-            finite = values[np.isfinite(values)]
+            self._left_out = (np.zeros(values.shape, dtype=bool) if leave_out is None
+                              else np.asarray(leave_out, dtype=bool))
+            finite = values[np.isfinite(values) & ~self._left_out]
             if finite.size == 0:
                 self._vmin = self._vmax = 0.0
             elif grid.centered:
@@ -192,6 +203,7 @@ class Heatmap(Widget, can_focus=True):
                 self._vmin, self._vmax = -m, m
             else:
                 self._vmin, self._vmax = float(finite.min()), float(finite.max())
+            self._level_grid = self._levels(np.where(self._left_out, np.nan, values))
             R, C = values.shape
             self.cursor_row = min(self.cursor_row, R - 1)
             self.cursor_col = min(self.cursor_col, C - 1)
@@ -209,17 +221,47 @@ class Heatmap(Widget, can_focus=True):
 
     @property
     def status_text(self) -> str:
-        """The line under the map: the cursor's labels and value (plus a downsampling note)."""
+        """The line under the map: the cursor's labels and value."""
         g = self.grid
         if g is None:
             return self.empty_text
         text = (f"{g.row_axis}={g.row_labels[self.cursor_row]}  {g.col_axis}={g.col_labels[self.cursor_col]}"
                 f"  {format_value(self.cursor_value)}")
-        lay = self._layout
-        if lay is not None and lay.downsampled:
-            R, C = g.values.shape
-            text += f"   ({R}x{C} shown as {lay.levels.shape[0]}x{lay.levels.shape[1]}: mean of {lay.fy}x{lay.fx})"
+        if self._left_out[self.cursor_row, self.cursor_col]:
+            text += "  (left out of the colours)"
         return text
+
+    @property
+    def view_text(self) -> str:
+        """Which rows and columns the view shows when the grid is larger than the widget
+        (every value at full resolution, never averaged); '' when it all fits."""
+        g, lay = self.grid, self._get_layout()
+        if g is None or lay is None:
+            return ""
+        R, C = g.values.shape
+        (r0, r1), (c0, c1) = self.visible_rows, self.visible_cols
+        parts = []
+        if lay.view_rows < R:
+            parts.append(f"{g.row_axis} {g.row_labels[r0]}..{g.row_labels[r1 - 1]} of {R}")
+        if lay.view_cols < C:
+            parts.append(f"{g.col_axis} {g.col_labels[c0]}..{g.col_labels[c1 - 1]} of {C}")
+        return f"in view: {', '.join(parts)} · arrows scroll" if parts else ""
+
+    @property
+    def visible_rows(self) -> tuple[int, int]:
+        """[first, last) grid rows in the view."""
+        lay = self._get_layout()
+        if self.grid is None or lay is None:
+            return (0, 0)
+        return (self.view_row, min(self.view_row + lay.view_rows, self.grid.values.shape[0]))
+
+    @property
+    def visible_cols(self) -> tuple[int, int]:
+        """[first, last) grid columns in the view."""
+        lay = self._get_layout()
+        if self.grid is None or lay is None:
+            return (0, 0)
+        return (self.view_col, min(self.view_col + lay.view_cols, self.grid.values.shape[1]))
 
     def _levels(self, values: np.ndarray) -> np.ndarray:
         """Colour level 0..N_LEVELS-1 of each value, -1 where NaN."""
@@ -255,18 +297,38 @@ class Heatmap(Widget, can_focus=True):
         map_w = max(width - gutter, 1)
         lines = max(height - 4, 1)  # title, ticks, status, and a spare line for the legend
         if 2 * C <= map_w and R <= lines:
-            cell_w, half, fy, fx = 2, False, 1, 1
-        elif C <= map_w and R <= 2 * lines:
-            cell_w, half, fy, fx = 1, True, 1, 1
-        else:
+            cell_w, half = 2, False
+        else:  # half blocks, scrolling over what does not fit
             cell_w, half = 1, True
-            fx = max(1, -(-C // map_w))
-            fy = max(1, -(-R // (2 * lines)))
-        levels = self._levels(block_mean(np.asarray(g.values, dtype=float), fy, fx))
-        map_lines = -(-levels.shape[0] // 2) if half else levels.shape[0]
-        self._layout = _Layout(gutter, cell_w, half, fy, fx, levels, map_lines)
+            if C > map_w or R > 2 * lines:
+                lines = max(lines - 1, 1)  # and a line saying what is in view
+        view_rows = min(R, 2 * lines if half else lines)
+        view_cols = min(C, map_w // cell_w)
+        map_lines = -(-view_rows // 2) if half else view_rows
+        col_w = max((len(str(x)) for x in g.col_labels), default=1)
+        self._layout = _Layout(gutter, cell_w, half, view_rows, view_cols, map_lines,
+                               tick_step(col_w, cell_w))
         self._layout_key = key
+        self._clamp_view(self._layout)
         return self._layout
+
+    def _clamp_view(self, lay: _Layout) -> None:
+        """Keep the view inside the grid and the cursor inside the view. In half-block mode
+        the top row stays even, so a line always pairs the same two rows."""
+        row = min(max(self.view_row, self.cursor_row - lay.view_rows + 1), self.cursor_row)
+        col = min(max(self.view_col, self.cursor_col - lay.view_cols + 1), self.cursor_col)
+        if lay.half and row % 2:  # down to the cursor's line when scrolling up, else up
+            row += -1 if row == self.cursor_row else 1
+        self._set_view(lay, row, col)
+
+    def _set_view(self, lay: _Layout, row: int, col: int) -> None:
+        assert self.grid is not None
+        R, C = self.grid.values.shape
+        last_row = R - lay.view_rows
+        if lay.half:
+            row, last_row = row - row % 2, last_row + last_row % 2
+        self.view_row = min(max(row, 0), max(last_row, 0))
+        self.view_col = min(max(col, 0), max(C - lay.view_cols, 0))
 
     def _style(self, fg: int, bg: int) -> Style:
         """A style with palette colours (-1: none) for foreground and background."""
@@ -298,9 +360,12 @@ class Heatmap(Widget, can_focus=True):
             return self._with_legend(self._ticks_strip(lay, width), lay, y, width)
         if 2 <= y < 2 + lay.map_lines:
             return self._map_strip(lay, y - 2, width)
+        status_style = self.get_component_rich_style("heatmap--status")
         if y == 2 + lay.map_lines:
-            status = self._text_strip(self.status_text, self.get_component_rich_style("heatmap--status"), width)
-            return self._with_legend(status, lay, y, width)
+            return self._with_legend(self._text_strip(self.status_text, status_style, width), lay, y, width)
+        if y == 3 + lay.map_lines:
+            axis_style = self.get_component_rich_style("heatmap--axis")
+            return self._with_legend(self._text_strip(self.view_text, axis_style, width), lay, y, width)
         return self._with_legend(Strip.blank(width, base), lay, y, width)
 
     def _text_strip(self, text: str, style: Style, width: int) -> Strip:
@@ -317,16 +382,16 @@ class Heatmap(Widget, can_focus=True):
         return segments
 
     def _legend_line(self, lay: _Layout, width: int) -> int | None:
-        """Which line has room for the legend right-aligned: the title's, the ticks', the status'."""
-        assert self.grid is not None
+        """Which line has room for the legend right-aligned: the title's, the ticks', the
+        status', the view's."""
         need = sum(seg.cell_length for seg in self._legend()) + 2
-        title = self.grid.title or self.grid.name
-        used = {0: len(title) + 2, 1: max(len(self._ticks_text(lay)), lay.gutter + lay.levels.shape[1] * lay.cell_w),
-                2 + lay.map_lines: len(self.status_text)}
+        used = {0: len(self._title_text()) + 2,
+                1: max(len(self._ticks_text(lay)), lay.gutter + lay.view_cols * lay.cell_w),
+                2 + lay.map_lines: len(self.status_text), 3 + lay.map_lines: len(self.view_text)}
         for y, n in used.items():
             if n + need <= width:
                 return y
-        spare = 3 + lay.map_lines  # its own line under the status line
+        spare = 4 + lay.map_lines if self.view_text else 3 + lay.map_lines  # a line of its own
         return spare if spare < self.size.height else None
 
     def _with_legend(self, strip: Strip, lay: _Layout, y: int, width: int) -> Strip:
@@ -335,31 +400,32 @@ class Heatmap(Widget, can_focus=True):
         legend = Strip(self._legend())
         return Strip.join([strip.crop(0, width - legend.cell_length), legend])
 
-    def _title_strip(self, width: int) -> Strip:
+    def _title_text(self) -> str:
         assert self.grid is not None
         title = self.grid.title or self.grid.name
+        return f"{title} · {self.note}" if self.note else title
+
+    def _title_strip(self, width: int) -> Strip:
+        title = self._title_text()
         strip = Strip([Segment(f" {title[: max(width - 2, 0)]} ", self.get_component_rich_style("heatmap--title"))])
         return strip.extend_cell_length(width, self.rich_style).crop(0, width)
 
     def _ticks_text(self, lay: _Layout) -> str:
-        """Corner, then a column label every few display columns (first column of a block)."""
+        """Corner, then the label of every ``tick_step``-th column in view, each whole."""
         assert self.grid is not None
         corner = self._corner(lay.gutter)
         text = corner[: lay.gutter - 1].rjust(lay.gutter - 1) + " "
-        Cd = lay.levels.shape[1]
-        labels = [str(self.grid.col_labels[j * lay.fx]) for j in range(Cd)]
-        longest = max((len(s) for s in labels), default=1)
-        step = max(1, -(-(longest + 1) // lay.cell_w))  # display columns between ticks
-        chars = [" "] * (Cd * lay.cell_w)
-        for j in range(0, Cd, step):
-            x = j * lay.cell_w
-            for k, ch in enumerate(labels[j]):
-                if x + k < len(chars):
-                    chars[x + k] = ch
-        text += "".join(chars).rstrip()
-        if corner == self.grid.row_axis:
-            text += f"  ({self.grid.col_axis})"
-        return text
+        axis = f"  ({self.grid.col_axis})" if corner == self.grid.row_axis else ""
+        c0, c1 = self.visible_cols
+        room = max(self.size.width - lay.gutter - len(axis), 0)
+        chars = [" "] * room
+        first = -(-c0 // lay.tick_step) * lay.tick_step
+        for col in range(first, c1, lay.tick_step):
+            label = str(self.grid.col_labels[col])
+            x = (col - c0) * lay.cell_w
+            if x + len(label) <= room:  # never a cut label (108 is not "10")
+                chars[x:x + len(label)] = label
+        return text + "".join(chars).rstrip() + axis
 
     def _ticks_strip(self, lay: _Layout, width: int) -> Strip:
         return self._text_strip(self._ticks_text(lay), self.get_component_rich_style("heatmap--axis"), width)
@@ -367,35 +433,36 @@ class Heatmap(Widget, can_focus=True):
     def _map_strip(self, lay: _Layout, line: int, width: int) -> Strip:
         assert self.grid is not None
         axis_style = self.get_component_rich_style("heatmap--axis")
-        levels = lay.levels
-        Rd, Cd = levels.shape
-        cur_r, cur_c = self.cursor_row // lay.fy, self.cursor_col // lay.fx
-        rows = [2 * line, 2 * line + 1] if lay.half else [line]
+        R = self.grid.values.shape[0]
+        c0, c1 = self.visible_cols
+        rows = [self.view_row + 2 * line, self.view_row + 2 * line + 1] if lay.half else [self.view_row + line]
+        if rows[0] >= R:
+            return Strip.blank(width, self.rich_style)
         # Gutter: the row label of the first row on this line, or the cursor's row label.
-        if cur_r in rows:
+        if self.cursor_row in rows:
             label = str(self.grid.row_labels[self.cursor_row])
             label_style = self.get_component_rich_style("heatmap--cursor-label")
         else:
-            label = str(self.grid.row_labels[rows[0] * lay.fy])
+            label = str(self.grid.row_labels[rows[0]])
             label_style = axis_style
         label = label[: lay.gutter - 1].rjust(lay.gutter - 1)
         segments = [Segment(label, label_style), Segment(" ", self.rich_style)]
-        top = levels[rows[0]]
-        bottom = levels[rows[1]] if lay.half and rows[1] < Rd else None
-        for j in range(Cd):
+        top = self._level_grid[rows[0], c0:c1]
+        bottom = self._level_grid[rows[1], c0:c1] if lay.half and rows[1] < R else None
+        cur_c = self.cursor_col - c0
+        for j in range(c1 - c0):
             t = int(top[j])
             if lay.half:
                 b = int(bottom[j]) if bottom is not None else -1
-                if j == cur_c and cur_r == rows[0]:
+                if j == cur_c and self.cursor_row == rows[0]:
                     t = -2
-                elif j == cur_c and cur_r == rows[1]:
+                elif j == cur_c and self.cursor_row == rows[1]:
                     b = -2
                 segments.append(self._half_segment(t, b))
+            elif j == cur_c and self.cursor_row == rows[0]:
+                segments.append(Segment("[]", self._cursor_style(t)))
             else:
-                if j == cur_c and cur_r == rows[0]:
-                    segments.append(Segment("[]", self._cursor_style(t)))
-                else:
-                    segments.append(Segment(" " * lay.cell_w, self._style(-1, t) if t >= 0 else self.rich_style))
+                segments.append(Segment(" " * lay.cell_w, self._style(-1, t) if t >= 0 else self.rich_style))
         return Strip(segments).extend_cell_length(width, self.rich_style).crop(0, width)
 
     def _cursor_colour(self, level: int) -> Color:
@@ -429,7 +496,8 @@ class Heatmap(Widget, can_focus=True):
 
     # -- interaction ----------------------------------------------------------------------
     def move_cursor(self, row: int, col: int) -> None:
-        """Put the cursor on ``values[row, col]`` (clamped) and post CursorMoved."""
+        """Put the cursor on ``values[row, col]`` (clamped), scroll the view to it and post
+        CursorMoved."""
         if self.grid is None:
             return
         R, C = self.grid.values.shape
@@ -437,6 +505,9 @@ class Heatmap(Widget, can_focus=True):
         if (row, col) == (self.cursor_row, self.cursor_col):
             return
         self.cursor_row, self.cursor_col = row, col
+        lay = self._get_layout()
+        if lay is not None:
+            self._clamp_view(lay)
         self.refresh()
         self.post_message(self.CursorMoved(self, row, col, self.cursor_value))
 
@@ -449,19 +520,43 @@ class Heatmap(Widget, can_focus=True):
         R, C = self.grid.values.shape
         self.move_cursor(*((0, 0) if where == "first" else (R - 1, C - 1)))
 
+    def _scroll_view(self, d_row: int, d_col: int) -> None:
+        """The mouse wheel moves the view (the cursor stays on its value)."""
+        lay = self._get_layout()
+        if lay is not None:
+            self._set_view(lay, self.view_row + d_row, self.view_col + d_col)
+            self.refresh()
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self._scroll_view(2, 0)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self._scroll_view(-2, 0)
+
+    def on_mouse_scroll_right(self, event: events.MouseScrollRight) -> None:
+        event.stop()
+        self._scroll_view(0, 4)
+
+    def on_mouse_scroll_left(self, event: events.MouseScrollLeft) -> None:
+        event.stop()
+        self._scroll_view(0, -4)
+
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         lay = self._get_layout()
-        if offset is None or lay is None:
+        if offset is None or lay is None or self.grid is None:
             return
         line, x = offset.y - 2, offset.x - lay.gutter
         if not (0 <= line < lay.map_lines and x >= 0):
             return
-        j = x // lay.cell_w
-        i = 2 * line if lay.half else line
-        if lay.half and self.cursor_row // lay.fy == i:
+        j = self.view_col + x // lay.cell_w
+        i = self.view_row + (2 * line if lay.half else line)
+        if lay.half and self.cursor_row == i and self.cursor_col == j:
             i += 1  # a second click on the same character selects its lower row
-        if j >= lay.levels.shape[1] or i >= lay.levels.shape[0]:
+        R, C = self.grid.values.shape
+        if j >= min(C, self.view_col + lay.view_cols) or i >= R:
             return
         self.focus()
-        self.move_cursor(i * lay.fy, j * lay.fx)
+        self.move_cursor(i, j)

@@ -70,9 +70,12 @@ async def test_goto_epoch_modal_takes_the_nearest_checkpoint(runs):
         await settle(app, pilot)
         await pilot.press("g")
         assert type(app.screen).__name__ == "GotoEpochScreen"
-        await pilot.press("ctrl+a", "ctrl+k", *"x", "enter")  # not a number: stays, says why
-        assert "not an integer" in str(app.screen.query_one("#prompt-error").render())
-        await pilot.press("ctrl+a", "ctrl+k", "1", "0", "0", "enter")
+        await pilot.press("ctrl+a", "ctrl+k", *"abc", "enter")  # not a number: stays, says why
+        error = app.screen.query_one("#prompt-error")
+        assert "epoch='abc' is not an integer" in str(error.render())
+        await pilot.press("ctrl+a", "ctrl+k", "1", "0", "0")
+        assert str(error.render()) == ""  # the text is fixed: no stale message
+        await pilot.press("enter")
         assert status_epoch(app) == 100
         await pilot.press("g", "ctrl+a", "ctrl+k", "7", "3", "enter")
         assert status_epoch(app) == 50
@@ -332,3 +335,81 @@ def test_first_paint_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+async def test_enter_in_the_neuron_ranking_keeps_the_table_focused_and_its_keys(runs):
+    """The recompute after Enter (the pane loads, then shows) leaves focus where it was."""
+    app = GrokApp("tiny", runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("4")
+        await settle(app, pilot)
+        pane = app.screen.current_pane
+        ranking = pane.query_one("#ranking")
+        ranking.focus()
+        await pilot.press("down", "enter")
+        await settle(app, pilot)
+        second = ranking.raw_row(1)["neuron"]
+        assert pane.result.scalars["neuron"] == second
+        assert app.focused is ranking
+        await pilot.press("S")
+        assert ranking.sort_column == ranking.column_names[0]
+
+
+async def test_new_run_form_checks_fields_against_the_form_not_the_defaults(tmp_path):
+    """mod_div with p=113 and a small split: each field alone against the defaults (p=10)
+    would fail, with the form's other values they are valid."""
+    from grok_engine.config import TaskConfig
+
+    app = GrokApp(None, tmp_path / "empty")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        screen.query_one("#field-task").value = "mod_div"
+        screen.query_one("#field-p").value = "113"
+        screen.query_one("#field-frac_train").value = "0.005"
+        await pilot.pause()
+        for name in ("task", "p", "frac_train"):
+            assert str(screen.query_one(f"#error-{name}").render()) == "", name
+        config = screen.validate()
+        assert config is not None and config.task == TaskConfig("mod_div", 113, 0.005)
+        screen.query_one("#field-p").value = "1"  # p's own error, not one about mod_div
+        await pilot.pause()
+        assert "p=1 is out of range" in str(screen.query_one("#error-p").render())
+        assert str(screen.query_one("#error-task").render()) == ""
+        screen.query_one("#field-p").value = "7"  # 7 * 6 * 0.005 rows: an empty train split
+        await pilot.pause()
+        assert "leaves the train split empty for p=7" in str(screen.query_one("#error-frac_train").render())
+        assert screen.validate() is None
+
+
+async def test_a_picked_neuron_and_head_stay_selected_across_checkpoints(runs):
+    app = GrokApp("tiny", runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("4")
+        await settle(app, pilot)
+        neurons = screen.current_pane
+        ranking = neurons.query_one("#ranking")
+        ranking.focus()
+        await pilot.press("down", "down", "down", "enter")
+        await settle(app, pilot)
+        picked = ranking.raw_row(3)["neuron"]
+        assert neurons.result.scalars["neuron"] == picked
+        await pilot.press("left")  # the pane asks for the same neuron at epoch 150
+        await settle(app, pilot)
+        assert neurons.result.epoch == 150 and neurons.result.scalars["neuron"] == picked
+        assert screen.panes["fourier"].options["neuron"] == picked  # shared with Fourier
+        await pilot.press("6")
+        await settle(app, pilot)
+        assert screen.shown["fourier"] == (150, (("neuron", repr(picked)),))
+
+        await pilot.press("3")
+        await settle(app, pilot)
+        attention = screen.current_pane
+        await pilot.press("x")  # head 1
+        await pilot.press("right")
+        await settle(app, pilot)
+        assert attention.result.epoch == 200 and attention.head == 1
+        assert attention.query_one("#head_map").grid is attention.result.grids["head1_to_a"]

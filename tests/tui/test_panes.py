@@ -6,12 +6,14 @@ model (tests/tui/conftest.py); the assertions read what the widgets render.
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import numpy as np
 import pytest
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import Input, Static, TabbedContent
 
 from grok_engine.results import Grid, StudyResult, Table
 from grok_engine.studies import STUDY_MODULES
@@ -22,8 +24,9 @@ from grok_tui.panes.embedding import EmbeddingPane
 from grok_tui.panes.fourier import FourierPane
 from grok_tui.panes.neurons import NeuronsPane
 from grok_tui.panes.progress import ProgressPane
+from grok_tui.panes.training import TrainingPane
 from grok_tui.panes.registry import PANE_CLASSES
-from grok_tui.widgets.heatmap import DIVERGING, N_LEVELS, Heatmap, block_mean
+from grok_tui.widgets.heatmap import DIVERGING, N_LEVELS, Heatmap, tick_step
 from grok_tui.widgets.plots import BarPlot, LinePlot, ScatterPlot
 from grok_tui.widgets.result_table import ResultTable
 
@@ -44,6 +47,20 @@ class PaneApp(App):
 
     def on_study_pane_options_changed(self, message: StudyPane.OptionsChanged) -> None:
         self.options_changed.append(message)
+
+
+@asynccontextmanager
+async def showing(pane: StudyPane, result: StudyResult):
+    """``pane`` mounted alone at SIZE and shown ``result``, focused as in the app (the pane
+    itself): yields (app, pilot)."""
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        await pilot.pause()
+        pane.can_focus = True
+        pane.focus()
+        await pilot.pause()
+        yield app, pilot
 
 
 def text_of(widget: Widget) -> str:
@@ -89,6 +106,40 @@ def test_pane_keys_leave_the_app_keys_alone():
     app_keys = _keys(GrokApp) | _keys(RunScreen) | {str(n) for n in range(1, 10)}
     ours = set().union(_keys(StudyPane), _keys(Heatmap), _keys(ResultTable), *(_keys(c) for c in PANE_CLASSES))
     assert ours & app_keys <= {"left", "right"}
+
+
+@pytest.mark.parametrize("cls", [*PANE_CLASSES, TrainingPane], ids=lambda c: c.__name__)
+async def test_v_is_shown_only_where_it_changes_the_view(cls, study_results):
+    """A pane advertises `v` (Next view) only when it has views, and there `v` shows the next."""
+    pane = cls()
+    async with showing(pane, study_results[cls.STUDY]) as (app, pilot):
+        shown = {key for key, active in app.screen.active_bindings.items() if active.binding.show}
+        has_views = bool(pane.query(TabbedContent))
+        assert ("v" in shown) == has_views
+        if has_views:
+            before = pane.active_view()
+            await pilot.press("v")
+            assert pane.active_view() != before
+
+
+@pytest.mark.parametrize("cls, view, table_id", [
+    (FourierPane, "view-clusters", "cluster_sizes"),
+    (AttentionPane, "", "mean_pattern"),
+    (NeuronsPane, "", "ranking"),
+    (AblationPane, "", "failures-table"),
+], ids=lambda v: v if isinstance(v, str) else v.__name__)
+async def test_side_tables_are_as_wide_as_their_columns(cls, view, table_id, study_results):
+    """A table beside a map is sized to its columns: a fixed width cut the last digit
+    (cluster sizes 116, 146 showed as 11, 14)."""
+    pane = cls()
+    async with showing(pane, study_results[cls.STUDY]) as (app, pilot):
+        if view:
+            pane.query_one(TabbedContent).active = view
+            await pilot.pause()
+        table = pane.query_one(f"#{table_id}", ResultTable)
+        assert table.scrollable_content_region.width >= table.virtual_size.width > 0
+        header = text_of(table).splitlines()[0]
+        assert all(name in header for name in table.column_names)
 
 
 # -- embedding --------------------------------------------------------------------------------
@@ -276,6 +327,80 @@ async def test_fourier_pane_shows_key_frequencies_and_norms(study_results):
         assert [m.options for m in app.options_changed] == [{"neuron": neuron}]
 
 
+async def test_fourier_freq_map_sorts_the_neurons_by_their_frequency(study_results):
+    result = study_results["fourier"]
+    pane = FourierPane()
+    async with showing(pane, result):
+        original = result.grids["neuron_freq_norm"]
+        shown = pane.query_one("#neuron_freq_norm", Heatmap).grid
+        assert "sorted by frequency" in shown.title
+        best = np.asarray(shown.values).argmax(axis=0)
+        assert (np.diff(best) >= 0).all()  # blocks of one frequency, in frequency order
+        assert sorted(shown.col_labels) == list(original.col_labels)
+        for j, neuron in enumerate(shown.col_labels):  # each column is its neuron's, labelled
+            assert np.array_equal(shown.values[:, j], original.values[:, neuron])
+        frac = np.asarray(shown.values).max(axis=0)
+        for f in set(best.tolist()):  # within a block, the best explained first
+            assert (np.diff(frac[best == f]) <= 0).all()
+
+
+async def test_fourier_neuron_transform_steps_neurons_and_leaves_out_the_constant(study_results, tiny_context):
+    from grok_engine.studies import run_study
+
+    result = study_results["fourier"]
+    pane = FourierPane()
+    async with showing(pane, result) as (app, pilot):
+        heatmap = pane.query_one("#neuron_fourier", Heatmap)
+        grid = result.grids["neuron_fourier"]
+        assert heatmap.grid is grid and heatmap._left_out[0, 0] and heatmap._left_out.sum() == 1
+        assert f"constant {grid.values[0, 0]:.4g} left out: z shows it" in heatmap.note
+        rest = np.abs(np.asarray(grid.values, dtype=float)).ravel()[1:]
+        assert heatmap._vmax == pytest.approx(rest.max())  # the colours span the rest
+        await pilot.press("z")
+        assert not heatmap._left_out.any() and "with the constant" in heatmap.note
+        await pilot.press("z", "x", "x", "X", "x")
+        assert [m.options for m in app.options_changed] == [{"neuron": 1}, {"neuron": 2}, {"neuron": 1},
+                                                            {"neuron": 2}]
+        pane.show(run_study("fourier", tiny_context, neuron=2))
+        await pilot.pause()
+        assert "neuron 2" in heatmap.grid.title and heatmap._left_out[0, 0]
+        await pilot.press("X", "X", "X")  # wraps around to the last neuron
+        assert app.options_changed[-1].options == {"neuron": result.tables["neuron_clusters"].n_rows - 1}
+
+
+class TwoPanes(App):
+    """The Neurons and the Fourier pane on one screen, as in the app."""
+
+    def compose(self) -> ComposeResult:
+        yield NeuronsPane()
+        yield FourierPane()
+
+
+async def test_the_neuron_picked_in_the_ranking_is_the_fourier_panes_too(study_results, tiny_context):
+    from grok_engine.studies import run_study
+
+    app = TwoPanes()
+    async with app.run_test(size=(80, 48)) as pilot:
+        neurons, fourier = app.query_one(NeuronsPane), app.query_one(FourierPane)
+        neurons.show(study_results["neurons"])
+        fourier.show(study_results["fourier"])
+        await pilot.pause()
+        ranking = neurons.query_one("#ranking", ResultTable)
+        ranking.focus()
+        await pilot.press("down", "down", "enter")
+        picked = ranking.raw_row(2)["neuron"]
+        assert neurons.options == {"neuron": picked} and fourier.options == {"neuron": picked}
+        fourier.can_focus = True
+        fourier.focus()
+        await pilot.press("x")
+        following = (picked + 1) % study_results["neurons"].tables["ranking"].n_rows
+        assert fourier.options == {"neuron": following} and neurons.options == {"neuron": following}
+        # the Neurons pane shows it when recomputed, its ranking's cursor on its row
+        neurons.show(run_study("neurons", tiny_context, neuron=following))
+        await pilot.pause()
+        assert ranking.raw_row(ranking.cursor_row)["neuron"] == following
+
+
 async def test_fourier_pane_on_integer_addition_says_why_views_are_empty(add_fourier_result):
     pane = FourierPane()
     app = PaneApp(pane)
@@ -317,6 +442,22 @@ async def test_progress_pane_plots_measures_with_phase_lines_and_marker(study_re
         assert pane.query_one("#cos_sim", Heatmap).grid is result.grids["cos_sim"]
         assert pane.export_target() is result.grids["cos_sim"]
 
+        # Coefficients: a line per key frequency over the checkpoints, then the largest of
+        # the others, with the same phase lines and marker
+        coeffs = result.tables["cos_coeffs"]
+        keys = result.scalars["key_frequencies"]
+        lines = pane.query_one("#cos_coeffs", LinePlot)
+        assert [s.name for s in lines.series] == [f"freq {k}" for k in keys] + ["largest other |coef|"]
+        for k, series in zip(keys, lines.series):
+            assert series.y == pytest.approx(column(coeffs, f"freq_{k}"))
+            assert list(series.x) == column(coeffs, "epoch")
+        others = [c for c in coeffs.column_names if c.startswith("freq_") and int(c[5:]) not in keys]
+        largest = np.abs(np.array([column(coeffs, c) for c in others])).max(axis=0)
+        assert np.asarray(lines.series[-1].y) == pytest.approx(largest)
+        assert [v.x for v in lines.vlines] == [3.0] and lines.marker.x == 3.0
+        await pilot.press("v", "v")
+        assert pane.active_view() == "view-coeffs" and pane.export_target() is coeffs
+
 
 # -- heatmap ----------------------------------------------------------------------------------
 def big_grid(n: int = 113) -> Grid:
@@ -326,7 +467,7 @@ def big_grid(n: int = 113) -> Grid:
     return Grid("big", values, "a", "b", a.tolist(), a.tolist(), title="cos(w(a+b))")
 
 
-async def test_heatmap_downsamples_a_113_grid_and_says_so():
+async def test_heatmap_shows_a_113_grid_at_full_resolution_and_scrolls_with_the_cursor():
     grid = big_grid()
     heatmap = Heatmap(grid)
     app = PaneApp(heatmap)
@@ -337,14 +478,77 @@ async def test_heatmap_downsamples_a_113_grid_and_says_so():
         assert lines[0].startswith(" cos(w(a+b))")
         assert lines[1].lstrip().startswith("a\\b 0")
         status = heatmap.status_text
-        assert status.startswith("a=0  b=0  NaN") and "113x113 shown as" in status
+        assert status.startswith("a=0  b=0  NaN")
         assert any(status in line for line in lines)
-        assert "▀" in lines[2]
+        # one character per column and two rows per line, nothing averaged: 76 of the
+        # columns and 38 of the rows are in view, and the view says so
+        assert heatmap.visible_rows == (0, 38) and heatmap.visible_cols == (0, 76)
+        assert "in view: a 0..37 of 113, b 0..75 of 113" in heatmap.view_text
+        assert any(heatmap.view_text in line for line in lines)
+        assert "▀" in lines[2] and "mean" not in text_of(heatmap)
+        # each drawn character is the colour of one value: row 2's line shows rows 4 and 5
+        strip = heatmap.render_line(4)
+        cells = [seg for seg in strip if seg.text == "▀"]
+        top = [tuple(seg.style.color.get_truecolor()) for seg in cells[:10]]
+        expected = [DIVERGING[lev] for lev in heatmap._levels(grid.values[4, 1:11])]
+        assert top == expected
         heatmap.focus()
         await pilot.press("right", "down")
         assert heatmap.status_text.startswith(f"a=1  b=1  {grid.values[1, 1]:.4g}")
         await pilot.press("ctrl+end")
         assert (heatmap.cursor_row, heatmap.cursor_col) == (112, 112)
+        # the view followed the cursor, and the labels follow the view
+        assert heatmap.visible_rows[1] == 113 and heatmap.visible_cols == (37, 113)
+        lines = text_of(heatmap).splitlines()
+        assert lines[1].split()[1] == "40"  # the first labelled column in view
+        assert lines[2 + 18].lstrip().startswith("112")
+        assert "a 76..112 of 113, b 37..112 of 113" in heatmap.view_text
+        await pilot.press("ctrl+home")
+        assert heatmap.visible_rows == (0, 38) and heatmap.visible_cols == (0, 76)
+
+
+async def test_a_narrow_scrolled_heatmap_keeps_its_colour_bar():
+    heatmap = Heatmap(big_grid())
+    app = PaneApp(heatmap)
+    async with app.run_test(size=(34, 20)) as pilot:
+        await pilot.pause()
+        lines = text_of(heatmap).splitlines()
+        assert heatmap.view_text and any(heatmap.view_text[:30] in line for line in lines)
+        assert any(line.rstrip().endswith("-1        1") for line in lines)  # the colour bar
+
+
+async def test_heatmap_column_labels_are_never_cut():
+    """113 columns in 76 characters: a label every 5 columns, each whole (108, not "10")."""
+    assert [tick_step(3, 1), tick_step(2, 1), tick_step(1, 2), tick_step(3, 2), tick_step(8, 1)] == [5, 5, 1, 2, 10]
+    a = np.arange(113)
+    grid = Grid("g", np.zeros((8, 113)), "a", "b", list(range(8)), a.tolist())
+    heatmap = Heatmap(grid)
+    app = PaneApp(heatmap)
+    async with app.run_test(size=(120, 16)) as pilot:
+        await pilot.pause()
+        ticks = text_of(heatmap).splitlines()[1]
+        labels = ticks.split()[1:]
+        assert labels == [str(k) for k in range(0, 113, 5)]  # ... 100 105 110, every one whole
+        gutter = ticks.index("0")
+        for label in labels:  # each label starts at its column
+            assert ticks[gutter + int(label):].startswith(label)
+
+
+async def test_heatmap_leaves_values_out_of_the_colour_scale_and_says_so():
+    values = np.array([[80.0, 1.0], [-2.0, 0.5]])
+    grid = Grid("ft", values, "a", "b", ["Const", "cos 1"], ["Const", "cos 1"], title="transform")
+    leave_out = np.zeros((2, 2), dtype=bool)
+    leave_out[0, 0] = True
+    heatmap = Heatmap()
+    app = PaneApp(heatmap)
+    async with app.run_test(size=(60, 10)) as pilot:
+        heatmap.set_grid(grid, leave_out=leave_out, note="constant term left out")
+        await pilot.pause()
+        lines = text_of(heatmap).splitlines()
+        assert lines[0].startswith(" transform · constant term left out")
+        assert lines[0].rstrip().endswith("-2        2")  # the scale of what is drawn
+        assert heatmap._level_grid[0, 0] == -1  # blank
+        assert heatmap.status_text == "a=Const  b=Const  80  (left out of the colours)"
 
 
 async def test_heatmap_small_grid_uses_square_cells_and_click_moves_cursor():
@@ -372,13 +576,6 @@ async def test_heatmap_small_grid_uses_square_cells_and_click_moves_cursor():
         assert (heatmap.cursor_row, heatmap.cursor_col) == (1, 2)
         assert heatmap.status_text == "head=1  source==  -2"
         assert heatmap.has_focus
-
-
-def test_block_mean_ignores_nan():
-    values = np.array([[1.0, np.nan, 3.0], [3.0, np.nan, np.nan]])
-    out = block_mean(values, 2, 2)
-    assert out.shape == (1, 2)
-    assert out[0, 0] == pytest.approx(2.0) and out[0, 1] == pytest.approx(3.0)
 
 
 # -- result table -----------------------------------------------------------------------------
@@ -465,3 +662,46 @@ async def test_plots_build_off_the_ui_thread_and_show_only_the_latest_data():
         shown = text_of(plot)
         assert "third" in shown and "second" not in shown and "first" not in shown
         assert builders and threading.main_thread().name not in builders
+
+
+async def test_log_axis_ticks_read_as_powers_of_ten():
+    """plotext's own log ticks read "7.5563460 ... 0.0000001" (and "0.0000000" at p=10)."""
+    from grok_tui.widgets.plots import Series
+
+    plot = LinePlot()
+    app = PaneApp(plot)
+    async with app.run_test(size=SIZE) as pilot:
+        plot.set_data([Series("test_loss", [0, 50, 100, 150], [7.556346, 0.5, 1e-4, 2.3e-8])],
+                      title="losses", log_y=True)
+        await wait_built(app, pilot, plot)
+        axis = [line.split("┤")[0].strip() for line in text_of(plot).splitlines() if "┤" in line]
+        assert [t for t in axis if t] == ["1e2", "1e0", "1e-2", "1e-4", "1e-6", "1e-8"]
+        assert "0.000" not in text_of(plot)
+
+
+async def test_legend_sits_under_the_figure_and_every_line_has_its_own_colour():
+    from grok_tui.widgets.plots import COLOURS, MARKER_COLOUR, PHASE_COLOURS, Series, VLine, phase_lines
+
+    plot = LinePlot()
+    app = PaneApp(plot)
+    x = list(range(0, 1000, 50))
+    names = ["train_loss", "test_loss", "restricted_loss", "excluded_loss"]
+    async with app.run_test(size=SIZE) as pilot:
+        # the top-left corner is full of data, where plotext puts its legend box
+        plot.set_data([Series(n, x, [10.0 / (1 + i + k) for k in range(len(x))]) for i, n in enumerate(names)],
+                      title="losses", log_y=True,
+                      vlines=phase_lines([("memorization", 100), ("circuit_formation", 300), ("cleanup", 600)]))
+        plot.set_marker(VLine(900, "selected", MARKER_COLOUR))
+        await wait_built(app, pilot, plot)
+        lines = text_of(plot).splitlines()
+        bottom = max(i for i, line in enumerate(lines) if "└" in line)
+        figure, legend = "\n".join(lines[:bottom]), "\n".join(lines[bottom:])
+        for name in [*names, "memorization 100", "circuit formation 300", "cleanup 600", "selected 900"]:
+            assert name in legend and name not in figure, name
+        # each item's glyph in its own colour: four series, three phases, the marker
+        built = plot._built[2]
+        colours = [span.style.color.get_truecolor() for span in built.spans
+                   if getattr(span.style, "bold", False) and built.plain[span.start:span.end] in ("━━", "┃")]
+        expected = [*COLOURS[:4], *PHASE_COLOURS, MARKER_COLOUR]
+        assert [tuple(c) for c in colours] == expected
+        assert len(set(expected)) == len(expected)
