@@ -440,16 +440,41 @@ class ResultTable(ScrollView, can_focus=True, inherit_bindings=False):
         if self.table is None:
             return Strip.blank(width, self.rich_style)
         if y == 0:
-            return self._strip(self._header_line(), self.get_component_rich_style("result-table--header"))
+            return self._strip(self._header_line(), self.get_component_rich_style("result-table--header"),
+                               header=True)
         row = y - 1 + self.scroll_offset.y
         if row >= self.row_count:
             return Strip.blank(width, self.rich_style)
         return self._strip(self._row_line(self.raw_row_index(row)), self._row_style(row))
 
-    def _strip(self, line: str, style: Style) -> Strip:
-        """``line`` scrolled horizontally and filled to the view's width in ``style``."""
-        x = self.scroll_offset.x
-        return Strip([Segment(line, style)]).crop_extend(x, x + self.size.width, style)
+    def _strip(self, line: str, style: Style, header: bool = False) -> Strip:
+        """``line`` scrolled horizontally and filled to the view's width in ``style``, with
+        only whole columns: a column the view's edge would cut is left blank (a cut number
+        reads as another number: '22.' for 22.82). The header marks hidden columns with '‹'
+        at the left edge and '›' at the right one."""
+        x, width = self.scroll_offset.x, self.size.width
+        left, right = self._whole_columns(x, width)
+        cells = list(" " * (left - x) + line[left:right] + " " * max(0, x + width - right))[:width]
+        if header and cells:
+            if x > 0:
+                cells[0] = "‹"
+            if right < len(line):
+                cells[-1] = "›"
+        return Strip([Segment("".join(cells), style)])
+
+    def _whole_columns(self, x: int, width: int) -> tuple[int, int]:
+        """[left, right): the span of the columns that lie wholly inside [x, x + width)."""
+        left = right = None
+        start = 0
+        for w in self._widths:
+            end = start + w + 2 * PADDING
+            if start >= x and end <= x + width:
+                left = start if left is None else left
+                right = end
+            start = end
+        if left is None:  # no whole column fits (one wider than the view): show what there is
+            return x, x + width
+        return left, right
 
     def _header_line(self) -> str:
         pad = " " * PADDING

@@ -227,3 +227,24 @@ async def test_empty_and_missing_tables_render_without_rows():
         widget.focus()
         await pilot.press("down", "enter", "S")
         assert widget.row_count == 0 and app.selected == [] and "name ▲" in lines_of(widget)[0]
+
+
+async def test_a_table_wider_than_its_view_shows_only_whole_columns():
+    """Eight columns of 22.82 do not fit in 40 cells: the column the edge would cut is left
+    blank (not '22.'), the header says more lies right ('›'), and after scrolling, left."""
+    table = Table("wide", {f"freq_{k}": [22.82, -4.663] for k in range(1, 9)})
+    app = TableApp()
+    widget = app.widget
+    async with app.run_test(size=SIZE) as pilot:
+        widget.set_table(table)
+        await pilot.pause()
+        header, row = lines_of(widget)[:2]
+        assert header.endswith("›") and not header.startswith("‹")
+        cells = row.split()
+        assert cells and all(c == "22.82" for c in cells)  # whole numbers only
+        assert len(cells) < 8
+        widget.scroll_to(x=13, animate=False, force=True)
+        await pilot.pause()
+        header, row = lines_of(widget)[:2]
+        assert header.startswith("‹")
+        assert all(c == "22.82" for c in row.split())
