@@ -123,7 +123,7 @@ async def test_export_writes_the_focused_pane_to_csv(runs, tmp_path, monkeypatch
         await pilot.press("e")
         assert type(app.screen).__name__ == "ExportScreen"
         proposed = app.screen.query_one("#prompt-input").value
-        assert proposed == "exports/tiny/curves_curves_epoch200.csv"
+        assert proposed == "exports/tiny/curves_curves_table_epoch200.csv"
         await pilot.press("enter")
         await settle(app, pilot)
         path = tmp_path / proposed
@@ -151,6 +151,8 @@ async def test_export_all_writes_every_study(runs, tmp_path, monkeypatch):
         for study in STUDY_MODULES:
             assert any(n.startswith(f"{study}_") for n in names), study
         assert not [s for s in seen if s[0] == "error"], seen
+        # the toast counts the files on disk (tables and grids of one name no longer collide)
+        assert any(f"wrote {len(names)} files in" in msg for _, msg in seen), seen
 
 
 async def test_export_to_an_unwritable_path_notifies_an_error(runs, tmp_path):
