@@ -67,7 +67,10 @@ class FourierPane(StudyPane):
     def render_result(self, result: StudyResult) -> None:
         s = result.scalars
         if "key_frequencies" in s:
-            keys = ", ".join(str(k) for k in s["key_frequencies"]) or "none"
+            keys = ", ".join(str(k) for k in s["key_frequencies"])
+            if not keys:  # no clear drop in the shares: the largest ones, never all of them
+                top = ", ".join(str(k) for k in s.get("top_frequencies", []))
+                keys = f"none found (largest shares: {top})" if top else "none found"
             text = (f"key frequencies {keys} · {s.get('n_clustered', '?')} neurons clustered · "
                     f"logits off the key terms {fmt_pct(s.get('residual_fraction'))} · "
                     f"loss {fmt_num(s.get('loss'), 3)}, from key terms only {fmt_num(s.get('approx_loss'), 3)}")

@@ -303,9 +303,11 @@ def notebook_correlations(ctx) -> np.ndarray:
     return np.nan_to_num(r)
 
 
-def test_neuron_correlations_match_pearsonr_loop(ctx):
+def test_neuron_correlations_match_pearsonr_loop(tiny_ctx_add):
+    ctx = tiny_ctx_add
     ref = notebook_correlations(ctx)
     result = run_study("neurons", ctx)
+    assert result.scalars["ranked_by"] == "pearson_r" and result.scalars["threshold"] == 0.9
     neuron, r = col(result, "ranking", "neuron"), col(result, "ranking", "r")
     assert sorted(neuron.tolist()) == list(range(ctx.config.model.d_mlp))
     np.testing.assert_allclose(r, ref[neuron], atol=ATOL)
@@ -316,6 +318,55 @@ def test_neuron_correlations_match_pearsonr_loop(ctx):
         res = run_study("neurons", ctx, threshold=t)
         assert res.scalars["n_above"] == int((np.abs(ref) > t).sum())
         assert res.scalars["n_positive_above"] == int((ref > t).sum())
+
+
+def notebook_neuron_frequencies(ctx) -> tuple[np.ndarray, np.ndarray]:
+    """Each neuron's best frequency and fraction of variance explained, one neuron at a time
+    as the notebook's neuron_freq_norm cell: centre the (a, b) grid of its activations (from
+    the per-sample hooks), 2-D transform with the notebook's basis, sum the squares of the
+    terms in {Constant, Sin k, Cos k}^2 for each k over the total."""
+    p = ctx.p
+    fb = torch.ones(1, p, dtype=torch.float64)
+    x = torch.arange(p, dtype=torch.float64)
+    rows = [torch.ones(p, dtype=torch.float64)]
+    for k in range(1, p // 2 + 1):
+        rows += [torch.sin(2 * math.pi * k * x / p), torch.cos(2 * math.pi * k * x / p)]
+    fb = torch.stack(rows)
+    fb = fb / fb.norm(dim=-1, keepdim=True)
+    post = per_sample(ctx)["post"].astype(np.float64)
+    best, frac = [], []
+    for n in range(post.shape[1]):
+        grid = torch.from_numpy(reference_grid(ctx, post[:, n]))
+        grid = torch.where(torch.isnan(grid), grid.nanmean(), grid)  # mod_div's absent b = 0
+        f = fb @ (grid - grid.mean()) @ fb.T
+        total = float((f ** 2).sum())
+        parts = [sum(float(f[i, j] ** 2) for i in (0, 2 * k - 1, 2 * k) for j in (0, 2 * k - 1, 2 * k))
+                 for k in range(1, p // 2 + 1)]
+        fracs = [part / total if total > 0 else 0.0 for part in parts]
+        best.append(int(np.argmax(fracs)) + 1 if total > 0 else 0)
+        frac.append(max(fracs))
+    return np.array(best), np.array(frac)
+
+
+@pytest.mark.parametrize("name", ["tiny_ctx_mod", "tiny_ctx_div"])
+def test_modular_neurons_are_ranked_by_their_best_frequencys_fraction(request, name):
+    ctx = request.getfixturevalue(name)
+    best, frac = notebook_neuron_frequencies(ctx)
+    result = run_study("neurons", ctx)
+    assert result.scalars["ranked_by"] == "frequency_fraction"
+    assert result.tables["ranking"].column_names == ["rank", "neuron", "frequency", "frac_explained"]
+    neuron = col(result, "ranking", "neuron")
+    assert sorted(neuron.tolist()) == list(range(ctx.config.model.d_mlp))
+    np.testing.assert_allclose(col(result, "ranking", "frac_explained"), frac[neuron], atol=ATOL)
+    assert list(col(result, "ranking", "frequency")) == list(best[neuron])
+    assert np.all(np.diff(col(result, "ranking", "frac_explained")) <= 0)
+    top = int(neuron[0])
+    assert result.scalars["neuron"] == top and result.scalars["neuron_frequency"] == best[top]
+    assert result.scalars["neuron_frac_explained"] == pytest.approx(frac[top], abs=ATOL)
+    assert result.scalars["threshold"] == 0.85 and "r" not in result.tables["ranking"].columns
+    for t in (0.85, 0.5, 0.2):
+        assert run_study("neurons", ctx, threshold=t).scalars["n_above"] == int((frac > t).sum())
+    assert ("note" in result.scalars) == (ctx.config.task.task == "mod_div")
 
 
 def test_dead_neuron_has_zero_correlation(tiny_factory):

@@ -168,8 +168,14 @@ async def test_neurons_pane_ranks_neurons_and_asks_for_the_selected_one(study_re
         summary = static_text(pane.query_one("#summary", Static))
         assert f"{probe.scalars['r2']:.4g}" in summary
         assert f"{result.scalars['n_above']} of {ranking.n_rows}" in summary
+        # a modular task: ranked by the fraction one frequency explains, not by |r|
+        assert result.scalars["ranked_by"] == "frequency_fraction"
+        assert "neurons have one frequency explaining > 85.0% of their variance" in summary
+        assert "|r|" not in summary
         info = static_text(pane.query_one("#neuron-info", Static))
         assert f"neuron {result.scalars['neuron']}" in info and f"{result.scalars['fit_r2']:.3g}" in info
+        assert (f"frequency {result.scalars['neuron_frequency']} explains "
+                f"{100 * result.scalars['neuron_frac_explained']:.1f}%") in info
 
         # Select the second-ranked neuron: the pane asks for it, the app recomputes.
         table.focus()
@@ -257,8 +263,13 @@ async def test_fourier_pane_shows_key_frequencies_and_norms(study_results):
     async with app.run_test(size=SIZE) as pilot:
         pane.show(result)
         await pilot.pause()
-        keys = ", ".join(str(k) for k in result.scalars["key_frequencies"])
-        assert f"key frequencies {keys}" in static_text(pane.query_one("#summary", Static))
+        summary = static_text(pane.query_one("#summary", Static))
+        if result.scalars["key_frequencies_found"]:
+            keys = ", ".join(str(k) for k in result.scalars["key_frequencies"])
+            assert f"key frequencies {keys} ·" in summary
+        else:  # 6 epochs: no clear drop, so none is key and the five largest shares are named
+            top = ", ".join(str(k) for k in result.scalars["top_frequencies"])
+            assert f"key frequencies none found (largest shares: {top}) ·" in summary
         bars = pane.query_one("#embedding_norms", BarPlot)
         assert bars.categories == [str(c) for c in result.tables["embedding_norms"].columns["component"]]
         assert bars.values["norm"] == pytest.approx(column(result.tables["embedding_norms"], "norm"))
