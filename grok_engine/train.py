@@ -45,9 +45,10 @@ MANUAL_MAX_P = 32
 
 # Dense checkpoints, where the action is: on a grid of checkpoint_every // 10 epochs
 # (rounded up to a multiple of eval_every) the trainer also checkpoints when the test
-# metrics moved quickly over the last grid step: accuracy by more than 2 points, or the
-# loss by more than a tenth of a decade (a factor 1.26). The regular checkpoints alone put
-# three checkpoints in a p=113 fast-preset transition.
+# metrics moved quickly over the last grid step: accuracy by more than 2 points (and by
+# more than one test example: 14 rows make one 7 points), or the loss by more than a tenth
+# of a decade (a factor 1.26). The regular checkpoints alone put two checkpoints in a
+# p=113 fast-preset transition.
 DENSE_DIVISOR = 10
 DENSE_ACC_CHANGE = 0.02
 DENSE_LOG10_LOSS_CHANGE = 0.1
@@ -65,11 +66,15 @@ def dense_checkpoint_step(checkpoint_every: int, eval_every: int) -> int:
     return step if 0 < step < checkpoint_every else 0
 
 
-def moved_quickly(before: tuple[float, float], after: tuple[float, float]) -> bool:
+def moved_quickly(before: tuple[float, float], after: tuple[float, float], n_test: int) -> bool:
     """Whether test (loss, accuracy) moved enough between two grid epochs for a dense
-    checkpoint. Not finite (a NaN, a loss of 0): no."""
+    checkpoint, on a test split of ``n_test`` rows. Not finite (a NaN, a loss of 0): no.
+
+    >>> moved_quickly((2.0, 0.50), (1.9, 0.53), 1000), moved_quickly((2.0, 0.5), (1.9, 0.5), 1000)
+    (True, False)
+    """
     (loss0, acc0), (loss1, acc1) = before, after
-    if abs(acc1 - acc0) > DENSE_ACC_CHANGE:
+    if abs(acc1 - acc0) > max(DENSE_ACC_CHANGE, 1.5 / max(n_test, 1)):  # 1.5: between one row and two
         return True
     if loss0 > 0 and loss1 > 0 and math.isfinite(loss0) and math.isfinite(loss1):
         return abs(math.log10(loss1) - math.log10(loss0)) > DENSE_LOG10_LOSS_CHANGE
@@ -329,7 +334,7 @@ class Trainer:
             if i >= len(self.metrics) or self.metrics.epoch[i] != prev:
                 return False
             before = (prev, float(self.metrics.test_loss[i]), float(self.metrics.test_acc[i]))
-        return moved_quickly(before[1:], now[1:])
+        return moved_quickly(before[1:], now[1:], len(self.test_labels))
 
     def _checkpoint(self) -> Checkpoint:
         return Checkpoint(self.epoch, self.weights(), self.resume_state(),

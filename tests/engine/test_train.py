@@ -138,15 +138,15 @@ def moving_config(**overrides) -> RunConfig:
     return tiny_config(**{"epochs": 150, "checkpoint_every": 50, "lr": 1e-2, **overrides})
 
 
-def expected_checkpoints(metrics: Metrics, every: int, step: int, last: int) -> list[int]:
+def expected_checkpoints(metrics: Metrics, every: int, step: int, last: int, n_test: int) -> list[int]:
     """The rule, recomputed from the metrics alone: 0, the multiples of ``every``, and each
-    grid epoch g (multiple of ``step``) whose test accuracy moved > 2 points or test loss
-    > 0.1 decade since g - step; and the last epoch."""
+    grid epoch g (multiple of ``step``) whose test accuracy moved > 2 points (and > one of
+    the ``n_test`` rows) or test loss > 0.1 decade since g - step; and the last epoch."""
     loss = dict(zip(metrics.epoch.tolist(), metrics.test_loss.tolist()))
     acc = dict(zip(metrics.epoch.tolist(), metrics.test_acc.tolist()))
     out = {0, last, *range(every, last + 1, every)}
     for g in range(step, last + 1, step):
-        if g - step in loss and (abs(acc[g] - acc[g - step]) > 0.02
+        if g - step in loss and (abs(acc[g] - acc[g - step]) > max(0.02, 1.5 / n_test)
                                  or abs(np.log10(loss[g] / loss[g - step])) > 0.1):
             out.add(g)
     return sorted(out)
@@ -165,7 +165,8 @@ def test_dense_checkpoints_where_the_test_metrics_move(act_fn, eval_every):
     got = [e.epoch for e in events if isinstance(e, Checkpoint)]
     step = dense_checkpoint_step(50, eval_every)
     assert step == (5 if eval_every == 1 else 6)
-    assert got == expected_checkpoints(metrics, 50, step, 150)
+    n_test = cfg.task.n_rows - cfg.task.n_train
+    assert got == expected_checkpoints(metrics, 50, step, 150, n_test)
     dense = [e for e in got if e % 50]
     assert len(dense) >= 5 and all(e % step == 0 for e in dense)  # the transition is dense
     for event in events:  # each dense checkpoint carries the metrics up to its epoch

@@ -1,6 +1,6 @@
 """Pilot tests of the app shell: opening runs, checkpoint keys, panes, export, help, the
 new-run form and live training, on a tiny deterministic run (p=7, 200 epochs, a checkpoint
-every 50: epochs 0, 50, 100, 150, 200)."""
+every 50 and dense ones where its test metrics move: epochs 0, 50, 100, 110, 120, 150, 200)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from grok_tui.app import GrokApp, run_app  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
-CHECKPOINTS = [0, 50, 100, 150, 200]
+CHECKPOINTS = [0, 50, 100, 110, 120, 150, 200]  # 110, 120: test accuracy moved > 2 points (2 rows)
 
 
 def record_notifications(app: GrokApp) -> list[tuple[str, str]]:
@@ -51,13 +51,13 @@ async def test_checkpoint_keys_move_the_status_line(runs):
         assert type(app.screen).__name__ == "RunScreen"
         assert app.screen.epochs == CHECKPOINTS
         assert status_epoch(app) == 200  # opens on the last checkpoint
-        for key, expected in [("left", 150), ("h", 100), ("right", 150), ("l", 200),
+        for key, expected in [("left", 150), ("h", 120), ("right", 150), ("l", 200),
                               ("right", 200), ("left_square_bracket", 0),
                               ("right_square_bracket", 200), ("home", 0), ("end", 200)]:
             await pilot.press(key)
             assert status_epoch(app) == expected, key
         status = str(app.screen.query_one("#status").render())
-        assert "tiny" in status and "epoch 200 (5/5)" in status
+        assert "tiny" in status and "epoch 200 (7/7)" in status
         await settle(app, pilot)
         training = app.screen.panes["curves"]
         assert training.marker == 200
