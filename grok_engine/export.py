@@ -175,6 +175,8 @@ def export_all(ctx: "Context", folder: str | os.PathLike, studies: Iterable[str]
     """Run ``studies`` (default: every registered study, in registry order) on ``ctx`` and
     write each with :func:`export_result` into ``folder``.
 
+    When both are written, "progress" is computed before "curves" (whose phases read the
+    progress measures it caches); results are still reported in the order of ``studies``.
     Studies in :data:`NEEDS_RUN` read the run's metrics and checkpoints: by default they are
     left out when ``ctx.run`` is None; named explicitly without a run they raise GrokError.
     ``on_result(result, paths)`` is called after each study (the CLI prints its scalars).
@@ -191,9 +193,11 @@ def export_all(ctx: "Context", folder: str | os.PathLike, studies: Iterable[str]
             if name in NEEDS_RUN and ctx.run is None:
                 raise GrokError(f"study {name!r} needs a run (its metrics and checkpoints), "
                                 f"not bare weights")
+    # the progress study first: it caches the measures the curves study's phases read
+    early = {"progress": run_study("progress", ctx)} if {"progress", "curves"} <= set(names) else {}
     written: list[Path] = []
     for name in names:
-        result = run_study(name, ctx)
+        result = early.pop(name, None) or run_study(name, ctx)
         paths = export_result(result, folder)
         written.extend(paths)
         if on_result is not None:

@@ -51,12 +51,13 @@ def _thin(x: np.ndarray, *ys: np.ndarray, points: int = 2 * MIN_POINTS) -> tuple
 
 def phase_marks(result: StudyResult | None) -> list[tuple[str, int]]:
     """(phase name, epoch) from the curves study's ``phases`` table: each phase's last epoch
-    (column ``epoch``, or a ``start``/``end`` column); phases not reached are left out."""
+    (column ``end_epoch``, or ``epoch``, or a ``start``/``end`` column); phases not reached
+    are left out."""
     if result is None or "phases" not in result.tables:
         return []
     table = result.tables["phases"]
     names = table.column_names
-    column = next((c for c in names if c == "epoch"), None) or \
+    column = next((c for c in names if c in ("end_epoch", "epoch")), None) or \
         next((c for c in names if "start" in c or "end" in c), None)
     label = next((c for c in names if c in ("phase", "name")), None)
     if column is None:
@@ -157,7 +158,9 @@ class TrainingPane(StudyPane):
     def show(self, result: StudyResult) -> None:
         super().show(result)
         marks = phase_marks(result)
-        self._note = ("phase ends: " + ", ".join(f"{n or '?'} {e}" for n, e in marks)
+        source = result.scalars.get("phases_source")  # progress measures, or the accuracy fallback
+        self._note = ((f"phase ends ({source}): " if source else "phase ends: ")
+                      + ", ".join(f"{n or '?'} {e}" for n, e in marks)
                       if marks else "no grokking phase reached yet")
         self.request_redraw()
 

@@ -1,4 +1,5 @@
-"""The curves, embedding, attention, probe and neurons studies against the notebook's way.
+"""The embedding, attention, probe and neurons studies against the notebook's way (the
+curves study: test_studies_curves.py).
 
 Each batched study (one activation cache over every input) is compared with a slow
 reference written as the notebook writes it: one ``run_with_hooks`` call per (a, b) pair,
@@ -18,7 +19,6 @@ import torch
 from grok_engine.errors import GrokError
 from grok_engine.results import Grid, StudyResult, Table
 from grok_engine.studies import STUDY_MODULES, get_study, run_study
-from grok_engine.studies.curves import find_phases
 from grok_engine.studies.embedding import embedding_pca
 
 ATOL = 1e-5
@@ -326,7 +326,6 @@ def notebook_neuron_frequencies(ctx) -> tuple[np.ndarray, np.ndarray]:
     the per-sample hooks), 2-D transform with the notebook's basis, sum the squares of the
     terms in {Constant, Sin k, Cos k}^2 for each k over the total."""
     p = ctx.p
-    fb = torch.ones(1, p, dtype=torch.float64)
     x = torch.arange(p, dtype=torch.float64)
     rows = [torch.ones(p, dtype=torch.float64)]
     for k in range(1, p // 2 + 1):
@@ -435,92 +434,3 @@ def test_neuron_option_is_checked(tiny_ctx_add):
             run_study("neurons", tiny_ctx_add, neuron=bad)
     with pytest.raises(GrokError, match=r"threshold=2"):
         run_study("neurons", tiny_ctx_add, threshold=2)
-
-
-# -- curves -------------------------------------------------------------------------------
-def grok_curves(n=1000, eval_every=1, grok=600, settle=700, memorize=50):
-    """Synthetic run: train acc 1 from ``memorize``, test acc 1 from ``grok``, test loss
-    falling 6 decades from grok to ``settle`` then flat; test NaN off the eval epochs."""
-    epoch = np.arange(1, n + 1)
-    train_acc = np.where(epoch >= memorize, 1.0, epoch / memorize * 0.9)
-    test_acc = np.where(epoch >= grok, 1.0, 0.5)
-    log_loss = np.where(epoch < grok, 0.5, np.interp(epoch, [grok, settle], [-1.0, -7.0]))
-    test_loss = 10.0 ** log_loss
-    off = (epoch % eval_every) != 0
-    test_acc[off] = np.nan
-    test_loss[off] = np.nan
-    return {"epoch": epoch, "train_acc": train_acc, "test_acc": test_acc, "test_loss": test_loss,
-            "train_loss": 10.0 ** -np.minimum(epoch / 10, 8)}
-
-
-def test_find_phases_on_a_grokking_run():
-    phases = find_phases(grok_curves())
-    assert phases.memorization_end == 50
-    assert phases.circuit_formation_end == 600
-    # 6 decades in 100 epochs: within 0.5 decade of the floor from epoch 700 - 0.5*100/6
-    assert phases.cleanup_end == 692
-    assert phases.phase_at(10) == "memorization" and phases.phase_at(300) == "circuit_formation"
-    assert phases.phase_at(650) == "cleanup" and phases.phase_at(900) == "generalized"
-
-
-def test_find_phases_skips_unevaluated_epochs():
-    phases = find_phases(grok_curves(eval_every=10, grok=605))
-    assert phases.memorization_end == 50
-    assert phases.circuit_formation_end == 610  # the first evaluated epoch at or after 605
-    assert phases.cleanup_end == 700
-
-
-def test_find_phases_when_the_run_never_groks():
-    m = grok_curves(grok=10_000)
-    phases = find_phases(m)
-    assert (phases.memorization_end, phases.circuit_formation_end, phases.cleanup_end) == (50, None, None)
-    assert phases.phase_at(999) == "circuit_formation"
-    m["train_acc"] = np.full(1000, 0.5)
-    assert find_phases(m).as_dict() == {"memorization_end": None, "circuit_formation_end": None,
-                                        "cleanup_end": None}
-    empty = {k: np.zeros(0) for k in ("epoch", "train_acc", "test_acc", "test_loss")}
-    assert find_phases(empty).cleanup_end is None
-
-
-def test_find_phases_needs_to_see_the_plateau():
-    # the run stops while test loss is still falling fast: cleanup not reached
-    assert find_phases(grok_curves(n=700)).cleanup_end is None
-    # a spike after the plateau (a slingshot) does not move the end of cleanup
-    m = grok_curves()
-    m["test_loss"][850:860] = 3.0
-    assert find_phases(m).cleanup_end == 692
-
-
-def test_curves_without_a_run(tiny_ctx_add):
-    result = run_study("curves", tiny_ctx_add)
-    assert result.tables["curves"].column_names == ["epoch", "train_loss", "test_loss", "train_acc", "test_acc"]
-    assert result.tables["curves"].n_rows == 0
-    phases = result.tables["phases"]
-    assert list(phases.columns["phase"]) == ["memorization", "circuit_formation", "cleanup"]
-    assert list(phases.columns["epoch"]) == [None, None, None]
-    assert result.scalars["circuit_formation_end"] is None
-    assert math.isnan(result.scalars["test_acc_at_epoch"])
-
-
-def test_curves_of_a_real_run(runs_dir, tiny_factory):
-    from grok_engine.config import RunConfig, TrainConfig
-    from grok_engine.context import context_for
-    from grok_engine.store import RunStore
-
-    config = tiny_factory.config("mod_add", 5)
-    config = RunConfig(task=config.task, model=config.model,
-                       train=TrainConfig(epochs=30, checkpoint_every=10, eval_every=3, lr=1e-2))
-    run = RunStore(runs_dir).create(config, run_id="tiny")
-    run.trainer().run(run)
-    ctx = context_for(run, 20)
-    result = run_study("curves", ctx)
-    metrics = run.metrics()
-    for name in ("epoch", "train_loss", "test_loss", "train_acc", "test_acc"):
-        np.testing.assert_array_equal(col(result, "curves", name), getattr(metrics, name))
-    assert np.isnan(col(result, "curves", "test_loss")[0])  # epoch 1 is not an eval epoch
-    expected = find_phases(metrics)
-    assert list(result.tables["phases"].columns["epoch"]) == [
-        expected.memorization_end, expected.circuit_formation_end, expected.cleanup_end]
-    assert result.scalars["epoch"] == 20
-    assert result.scalars["train_acc_at_epoch"] == metrics.train_acc[19]
-    assert result.scalars["test_loss_at_epoch"] == metrics.test_loss[17]  # epoch 18, evaluated
