@@ -188,23 +188,29 @@ def neuron_freq_energy(acts_grid: torch.Tensor, fb: FourierBasis) -> tuple[torch
     along a, then for each row x the three components along b it pairs with (and the
     whole Constant row); the total comes from Parseval.
 
+    The transforms run in the activations' own precision (float32 from a model: half the
+    work of float64, ~1e-7 relative) on the activations less their mean, so the mean's
+    size costs no precision; the sums of squares are float64.
+
     acts_grid: [p, p, d_mlp] (a, b, neuron) -> (per_freq [n_freqs, d_mlp], total [d_mlp]),
     float64 sums of squares.
     """
-    F = fb.basis.to(torch.float64)
     p = fb.p
-    acts = acts_grid.to(torch.float64)
+    work = acts_grid.dtype if acts_grid.dtype in (torch.float32, torch.float64) else torch.float64
+    acts = acts_grid.to(work)
     n = acts.shape[-1]
-    along_a = (F @ acts.reshape(p, -1)).reshape(p, p, n)  # [component x, b, neuron]
+    centred = acts - acts.mean(dim=(0, 1), dtype=torch.float64).to(work)  # H[Constant, Constant] = 0
+    F = fb.basis.to(work)
+    along_a = (F @ centred.reshape(p, -1)).reshape(p, p, n)  # [component x, b, neuron]
     idx, mask = block_partners(fb)
-    pairs = torch.bmm(F[idx], along_a) * mask[:, :, None]  # [x, 3, neuron]: H[x, y] for y in x's block
-    row_energy = pairs.pow(2).sum(dim=1)  # [x, neuron]
-    constant_row = F @ along_a[0]  # [y, neuron]: H[Constant, y]
+    pairs = torch.bmm(F[idx], along_a) * mask.to(work)[:, :, None]  # [x, 3, neuron]: H[x, y] for y in x's block
+    row_energy = pairs.to(torch.float64).pow(2).sum(dim=1)  # [x, neuron]
+    constant_row = (F @ along_a[0]).to(torch.float64)  # [y, neuron]: H[Constant, y]
     row_energy[0] = 0.0
     per_component = row_energy + constant_row.pow(2)  # H[x, .]^2 in the block + H[Constant, x]^2
     per_component[0] = 0.0  # Constant x Constant: the mean
     per_freq = frequency_energy(per_component, fb)
-    total = (torch.linalg.vector_norm(acts, dim=(0, 1)).pow(2) - constant_row[0].pow(2)).clamp_min(0.0)
+    total = (centred.reshape(-1, n).pow(2).sum(0, dtype=torch.float64) - constant_row[0].pow(2)).clamp_min(0.0)
     return per_freq, total
 
 
@@ -226,10 +232,11 @@ def neuron_freq_fractions(per_freq: torch.Tensor, total: torch.Tensor) -> torch.
 
 
 def rows_to_grid(values: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: int) -> torch.Tensor:
-    """Per-row values [N, d] -> [p, p, d] float64 over (a, b). Absent rows (b = 0 for
-    mod_div) get each column's mean, so they add nothing to the 2-D Fourier terms but the
-    constant."""
-    values = values.to(torch.float64)
+    """Per-row values [N, d] -> [p, p, d] over (a, b), in the values' floating dtype
+    (float64 for integers). Absent rows (b = 0 for mod_div) get each column's mean, so
+    they add nothing to the 2-D Fourier terms but the constant."""
+    if not values.is_floating_point():
+        values = values.to(torch.float64)
     if values.shape[0] == p * p:  # every row, a-major
         return values.reshape(p, p, -1)
     grid = values.mean(0).expand(p, p, -1).clone()
