@@ -69,7 +69,7 @@ CONVERGED_FRACTION = 0.1
 MIN_WEIGHT_FALL = float(-np.log10(0.99))  # 1% of the weight norm, in decades
 ACC_RISE_FRACTION = 0.1
 SOURCE_PROGRESS = "progress measures"
-SOURCE_ACCURACY = "accuracy (no progress measures)"
+SOURCE_ACCURACY = "accuracy (no progress measures yet)"
 # measure -> where it is read: the curves (every evaluated epoch) or the progress measures
 CHANGE_COLUMNS = {"test_loss": "curves", "restricted_loss": "progress", "excluded_loss": "progress",
                   "sum_sq_weights": "progress"}
@@ -389,7 +389,7 @@ def curves(ctx, acc_threshold: float = 0.99, cleanup_decades: float = 0.5,
         "definition": [phases.rules[name] for name in PHASES],
         "source": [phases.source] * len(PHASES),
         **{f"{name}_decades": values for name, values in changes.items()},
-    }, title=f"Grokking phases (Nanda et al. 2023), from the {phases.source}",
+    }, title=f"Grokking phases (Nanda et al. 2023) from {phases.source}",
         description="Each phase runs from the end of the one before to its end_epoch (empty: "
                     "not reached). *_decades: log10(end / start) of that measure over the phase; "
                     "in circuit formation restricted loss falls (< 0) and excluded loss rises."))

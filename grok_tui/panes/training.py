@@ -159,7 +159,7 @@ class TrainingPane(StudyPane):
         super().show(result)
         marks = phase_marks(result)
         source = result.scalars.get("phases_source")  # progress measures, or the accuracy fallback
-        self._note = ((f"phase ends ({source}): " if source else "phase ends: ")
+        self._note = ((f"phase ends from {source}: " if source else "phase ends: ")
                       + ", ".join(f"{n or '?'} {e}" for n, e in marks)
                       if marks else "no grokking phase reached yet")
         self.request_redraw()

@@ -149,6 +149,33 @@ async def test_attention_pane_cycles_heads_and_targets(study_results):
         assert pane.export_target() is result.grids["head0_to_b"]
 
 
+# -- training ---------------------------------------------------------------------------------
+async def test_training_pane_marks_the_phase_ends_and_says_where_they_come_from(study_results):
+    from grok_engine.studies.curves import PHASES
+    from grok_tui.panes.training import TrainingPane, phase_marks
+
+    result = study_results["curves"]  # the tiny run: no progress cache yet when it was made
+    phases = StudyResult("curves", 6, tables={"phases": Table("phases", {
+        "phase": list(PHASES), "start_epoch": [0, 2, None], "end_epoch": [2, None, None]})},
+        scalars={"phases_source": "progress measures"})
+    assert phase_marks(phases) == [("memorization", 2)]  # the ends, not the starts
+    pane = TrainingPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(phases)
+        await pilot.pause(0.3)
+        assert "phase ends from progress measures: memorization 2" in static_text(
+            pane.query_one("#phases-label", Static))
+        pane.show(result)
+        await pilot.pause(0.3)
+        label = static_text(pane.query_one("#phases-label", Static))
+        marks = phase_marks(result)
+        if marks:
+            assert label.startswith(f"phase ends from {result.scalars['phases_source']}: ")
+        else:
+            assert label == "no grokking phase reached yet"
+
+
 # -- neurons ----------------------------------------------------------------------------------
 async def test_neurons_pane_ranks_neurons_and_asks_for_the_selected_one(study_results, tiny_context):
     result = study_results["neurons"]
