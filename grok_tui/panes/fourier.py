@@ -3,7 +3,8 @@ W_logit's frequencies, logit periodicity and one neuron's 2-D transform.
 
 Renders the "fourier" study: tables "embedding_norms" (component, frequency, norm),
 "frequency_shares", "neuron_clusters", "cluster_sizes", "w_logit_norms",
-"logit_periodicity"; grids "neuron_freq_norm", "neuron_fourier"; scalars key_frequencies,
+"logit_periodicity"; grids "neuron_freq_norm", "neuron_fourier"; scalars key_frequencies
+(empty when none is found: the summary then names top_frequencies, the largest shares),
 n_clustered, residual_fraction, loss, approx_loss, and ``note`` when the task is not
 periodic (integer addition: only the embedding norms exist, the other views say so).
 
