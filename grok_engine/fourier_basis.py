@@ -103,9 +103,9 @@ def embedding_frequency_shares(W_E: torch.Tensor, fb: FourierBasis) -> torch.Ten
     return energy / total if total > 0 else torch.zeros_like(energy)
 
 
-def key_frequencies(shares: torch.Tensor | np.ndarray,
-                    min_gap: float = KEY_FREQUENCY_MIN_GAP) -> list[int]:
-    """Frequencies that stand out, found from the data.
+def find_key_frequencies(shares: torch.Tensor | np.ndarray,
+                         min_gap: float = KEY_FREQUENCY_MIN_GAP) -> list[int]:
+    """Frequencies that stand out, found from the data; ``[]`` when none does.
 
     The studies pass each frequency's share of the neurons' variance
     (:func:`neuron_frequency_shares`: on a grokked p=53 model it separates the frequencies
@@ -113,13 +113,16 @@ def key_frequencies(shares: torch.Tensor | np.ndarray,
     half-cleaned-up frequencies); :func:`embedding_frequency_shares` works too.
     The rule: sort the frequencies by share (descending) and find the largest ratio
     between consecutive shares. If that drop is at least ``min_gap`` the frequencies above
-    it are the key frequencies; if no drop is that large the spectrum is flat (an untrained
-    embedding, or a model that uses every frequency) and every frequency is returned.
+    it are the key frequencies; if no drop is that large the spectrum has no clear head (an
+    untrained model, one mid-way through training, or one that uses every frequency) and
+    none is key: see :func:`top_frequencies` for what to show instead.
 
     shares: [n_freqs] non-negative (frequency k at index k-1). Returns frequencies, ascending.
 
-    >>> key_frequencies([0.01, 0.45, 0.01, 0.52, 0.01])
+    >>> find_key_frequencies([0.01, 0.45, 0.01, 0.52, 0.01])
     [2, 4]
+    >>> find_key_frequencies([0.2, 0.25, 0.15, 0.22, 0.18])
+    []
     """
     s = np.asarray(shares, dtype=np.float64)
     n = len(s)
@@ -127,14 +130,37 @@ def key_frequencies(shares: torch.Tensor | np.ndarray,
         return []
     order = np.argsort(-s, kind="stable")
     ranked = s[order]
-    if n == 1 or ranked[0] <= 0:
-        return sorted(int(k) + 1 for k in order)
+    if n == 1:
+        return [1] if ranked[0] > 0 else []
+    if ranked[0] <= 0:
+        return []
     tiny = ranked[0] * 1e-12
     ratios = ranked[:-1] / np.maximum(ranked[1:], tiny)
     cut = int(np.argmax(ratios))
     if ratios[cut] < min_gap:
-        return list(range(1, n + 1))
+        return []
     return sorted(int(k) + 1 for k in order[: cut + 1])
+
+
+def key_frequencies(shares: torch.Tensor | np.ndarray,
+                    min_gap: float = KEY_FREQUENCY_MIN_GAP) -> list[int]:
+    """:func:`find_key_frequencies`, or every frequency when none stands out (what the
+    progress measures restrict to).
+
+    >>> key_frequencies([0.2, 0.25, 0.15])
+    [1, 2, 3]
+    """
+    return find_key_frequencies(shares, min_gap) or list(range(1, len(np.asarray(shares)) + 1))
+
+
+def top_frequencies(shares: torch.Tensor | np.ndarray, n: int = 5) -> list[int]:
+    """The ``n`` frequencies of largest share, largest first (ties: lower frequency first).
+
+    >>> top_frequencies([0.1, 0.4, 0.2, 0.3], n=2)
+    [2, 4]
+    """
+    s = np.asarray(shares, dtype=np.float64)
+    return [int(k) + 1 for k in np.argsort(-s, kind="stable")[:n]]
 
 
 def block_partners(fb: FourierBasis) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,23 +188,29 @@ def neuron_freq_energy(acts_grid: torch.Tensor, fb: FourierBasis) -> tuple[torch
     along a, then for each row x the three components along b it pairs with (and the
     whole Constant row); the total comes from Parseval.
 
+    The transforms run in the activations' own precision (float32 from a model: half the
+    work of float64, ~1e-7 relative) on the activations less their mean, so the mean's
+    size costs no precision; the sums of squares are float64.
+
     acts_grid: [p, p, d_mlp] (a, b, neuron) -> (per_freq [n_freqs, d_mlp], total [d_mlp]),
     float64 sums of squares.
     """
-    F = fb.basis.to(torch.float64)
     p = fb.p
-    acts = acts_grid.to(torch.float64)
+    work = acts_grid.dtype if acts_grid.dtype in (torch.float32, torch.float64) else torch.float64
+    acts = acts_grid.to(work)
     n = acts.shape[-1]
-    along_a = (F @ acts.reshape(p, -1)).reshape(p, p, n)  # [component x, b, neuron]
+    centred = acts - acts.mean(dim=(0, 1), dtype=torch.float64).to(work)  # H[Constant, Constant] = 0
+    F = fb.basis.to(work)
+    along_a = (F @ centred.reshape(p, -1)).reshape(p, p, n)  # [component x, b, neuron]
     idx, mask = block_partners(fb)
-    pairs = torch.bmm(F[idx], along_a) * mask[:, :, None]  # [x, 3, neuron]: H[x, y] for y in x's block
-    row_energy = pairs.pow(2).sum(dim=1)  # [x, neuron]
-    constant_row = F @ along_a[0]  # [y, neuron]: H[Constant, y]
+    pairs = torch.bmm(F[idx], along_a) * mask.to(work)[:, :, None]  # [x, 3, neuron]: H[x, y] for y in x's block
+    row_energy = pairs.to(torch.float64).pow(2).sum(dim=1)  # [x, neuron]
+    constant_row = (F @ along_a[0]).to(torch.float64)  # [y, neuron]: H[Constant, y]
     row_energy[0] = 0.0
     per_component = row_energy + constant_row.pow(2)  # H[x, .]^2 in the block + H[Constant, x]^2
     per_component[0] = 0.0  # Constant x Constant: the mean
     per_freq = frequency_energy(per_component, fb)
-    total = (torch.linalg.vector_norm(acts, dim=(0, 1)).pow(2) - constant_row[0].pow(2)).clamp_min(0.0)
+    total = (centred.reshape(-1, n).pow(2).sum(0, dtype=torch.float64) - constant_row[0].pow(2)).clamp_min(0.0)
     return per_freq, total
 
 
@@ -190,11 +222,21 @@ def neuron_frequency_shares(acts_grid: torch.Tensor, fb: FourierBasis) -> torch.
     return per_freq.sum(1) / t if t > 0 else torch.zeros(fb.n_freqs, dtype=torch.float64)
 
 
+def neuron_freq_fractions(per_freq: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """Fraction of each neuron's variance over the (a, b) grid that each frequency explains
+    (the notebook's ``neuron_freq_norm``), from :func:`neuron_freq_energy`'s
+    (per_freq [n_freqs, d_mlp], total [d_mlp]); 0 for a neuron that never changes.
+    Returns [n_freqs, d_mlp] float64."""
+    live = total > 0
+    return torch.where(live, per_freq / torch.where(live, total, 1.0), 0.0)
+
+
 def rows_to_grid(values: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: int) -> torch.Tensor:
-    """Per-row values [N, d] -> [p, p, d] float64 over (a, b). Absent rows (b = 0 for
-    mod_div) get each column's mean, so they add nothing to the 2-D Fourier terms but the
-    constant."""
-    values = values.to(torch.float64)
+    """Per-row values [N, d] -> [p, p, d] over (a, b), in the values' floating dtype
+    (float64 for integers). Absent rows (b = 0 for mod_div) get each column's mean, so
+    they add nothing to the 2-D Fourier terms but the constant."""
+    if not values.is_floating_point():
+        values = values.to(torch.float64)
     if values.shape[0] == p * p:  # every row, a-major
         return values.reshape(p, p, -1)
     grid = values.mean(0).expand(p, p, -1).clone()

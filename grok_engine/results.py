@@ -15,7 +15,7 @@ FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7: the resolution of the 
 @dataclass
 class Table:
     """Columns of equal length. ``columns`` maps a column name to a 1-D array or list of raw
-    values (numbers or strings), in display order.
+    values (numbers or strings), in display order. ``options``: as for :class:`Grid`.
 
     >>> t = Table("pca", {"component": [1, 2], "explained": [0.73, 0.26]})
     >>> t.n_rows
@@ -33,6 +33,7 @@ class Table:
     title: str = ""
     description: str = ""
     noise_floor: tuple[tuple[str, ...], ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # study options it depends on
 
     def __post_init__(self) -> None:
         lengths = {k: len(v) for k, v in self.columns.items()}
@@ -77,6 +78,8 @@ class Grid:
     ``row_labels[i]`` names row i (e.g. the value of a), ``col_labels[j]`` names column j
     (e.g. the value of b); ``row_axis``/``col_axis`` name the axes ("a", "b", "head", ...).
     ``centered`` says the values are signed and a colour map should be centred at zero.
+    ``options``: the study options the values depend on (a neuron, the components kept),
+    resolved (a defaulted neuron is its number); export puts them in the file name.
     """
 
     name: str
@@ -87,6 +90,7 @@ class Grid:
     col_labels: list[Any]
     title: str = ""
     centered: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values)

@@ -45,6 +45,43 @@ METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 # 15.7 at p=47.
 MANUAL_MAX_P = 32
 
+# Dense checkpoints, where the action is: on a grid of checkpoint_every // 10 epochs
+# (rounded up to a multiple of eval_every) the trainer also checkpoints when the test
+# metrics moved quickly over the last grid step: accuracy by more than 2 points (and by
+# more than one test example: 14 rows make one 7 points), or the loss by more than a tenth
+# of a decade (a factor 1.26). The regular checkpoints alone put two checkpoints in a
+# p=113 fast-preset transition.
+DENSE_DIVISOR = 10
+DENSE_ACC_CHANGE = 0.02
+DENSE_LOG10_LOSS_CHANGE = 0.1
+
+
+def dense_checkpoint_step(checkpoint_every: int, eval_every: int) -> int:
+    """Epochs between two dense-checkpoint checks (module comment above); 0 when the
+    regular checkpoints are already that dense.
+
+    >>> dense_checkpoint_step(100, 1), dense_checkpoint_step(100, 3), dense_checkpoint_step(5, 1)
+    (10, 12, 0)
+    """
+    step = checkpoint_every // DENSE_DIVISOR
+    step = -(-step // eval_every) * eval_every  # every grid epoch has its test metrics
+    return step if 0 < step < checkpoint_every else 0
+
+
+def moved_quickly(before: tuple[float, float], after: tuple[float, float], n_test: int) -> bool:
+    """Whether test (loss, accuracy) moved enough between two grid epochs for a dense
+    checkpoint, on a test split of ``n_test`` rows. Not finite (a NaN, a loss of 0): no.
+
+    >>> moved_quickly((2.0, 0.50), (1.9, 0.53), 1000), moved_quickly((2.0, 0.5), (1.9, 0.5), 1000)
+    (True, False)
+    """
+    (loss0, acc0), (loss1, acc1) = before, after
+    if abs(acc1 - acc0) > max(DENSE_ACC_CHANGE, 1.5 / max(n_test, 1)):  # 1.5: between one row and two
+        return True
+    if loss0 > 0 and loss1 > 0 and math.isfinite(loss0) and math.isfinite(loss1):
+        return abs(math.log10(loss1) - math.log10(loss0)) > DENSE_LOG10_LOSS_CHANGE
+    return False
+
 
 def pick_device(requested: str = "auto") -> torch.device:
     """cuda, then mps, then cpu (or the one asked for)."""
@@ -312,6 +349,29 @@ class Trainer:
     def _metrics_copy(self) -> Metrics:
         return Metrics(**{k: v.copy() for k, v in self.metrics.as_dict().items()})
 
+    # (epoch, test loss, test accuracy) of the last grid epoch seen by _dense_checkpoint_due
+    _dense_ref: tuple[int, float, float] | None = None
+
+    def _dense_checkpoint_due(self, test: tuple | None) -> bool:
+        """Whether this epoch gets a dense checkpoint (see DENSE_DIVISOR): a grid epoch whose
+        test metrics ``test`` moved quickly since the previous grid epoch's. Those come from
+        the previous call, or from the metrics (a resumed run), so the checkpoints depend on
+        the run's metrics alone. On a GPU this reads two numbers to the host once per grid
+        step."""
+        t = self.config.train
+        step = dense_checkpoint_step(t.checkpoint_every, t.eval_every)
+        if not step or test is None or self.epoch % step or self.epoch % t.checkpoint_every == 0:
+            return False
+        now = (self.epoch, float(test[0]), float(test[1]))
+        before, self._dense_ref = self._dense_ref, now
+        prev = self.epoch - step
+        if before is None or before[0] != prev:
+            i = np.searchsorted(self.metrics.epoch, prev)
+            if i >= len(self.metrics) or self.metrics.epoch[i] != prev:
+                return False
+            before = (prev, float(self.metrics.test_loss[i]), float(self.metrics.test_acc[i]))
+        return moved_quickly(before[1:], now[1:], len(self.test_labels))
+
     def _checkpoint(self) -> Checkpoint:
         return Checkpoint(self.epoch, self.weights(), self.resume_state(), self._metrics_copy())
 
@@ -330,9 +390,11 @@ class Trainer:
         """Train up to ``until_epoch`` (default: the config's epochs).
 
         Emits a Checkpoint at epoch 0 (the initial weights) when starting fresh, every
-        ``checkpoint_every`` epochs, and where it stops (the end or ``stop()``); Progress
-        events at most every ``report_interval_s`` seconds; a Diverged event, last, instead
-        of any further checkpoint once a loss or weight is not finite (``self.diverged``).
+        ``checkpoint_every`` epochs, between those where the test metrics move quickly
+        (:func:`dense_checkpoint_step`, :func:`moved_quickly`), and where it stops (the end
+        or ``stop()``); Progress events at most every ``report_interval_s`` seconds; a
+        Diverged event, last, instead of any further checkpoint once a loss or weight is not
+        finite (``self.diverged``).
         Returns all metrics.
         """
         if not self.manual:
@@ -398,7 +460,7 @@ class Trainer:
                 row = (train_loss, test_loss, train_acc, test_acc)
                 rows.append(row if manual else torch.stack(row))
                 buf_epochs.append(self.epoch)
-                at_checkpoint = self.epoch % t.checkpoint_every == 0
+                at_checkpoint = self.epoch % t.checkpoint_every == 0 or self._dense_checkpoint_due(test)
                 stopping = should_stop()
                 nonfinite = manual and not (math.isfinite(train_loss)
                                             and (test is None or math.isfinite(test_loss)))

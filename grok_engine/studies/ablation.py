@@ -87,15 +87,16 @@ def ablation(ctx, keep: Any = (1,)) -> StudyResult:
 
     result = StudyResult("ablation", ctx.epoch)
     names = ", ".join(f"PC{k}" for k in kept_ids)
+    options = {"keep": list(kept_ids)}  # the components kept (export names carry them)
     result.add(Table("failures", {"a": a[order], "b": b[order], "true": true[order],
                                   "predicted": pred[order]},
                      title=f"Pairs that fail keeping only {names}",
                      description="Rows whose argmax after the ablation is not the label; "
-                                 "predicted is the ablated model's answer."))
+                                 "predicted is the ablated model's answer.", options=options))
     p = ctx.p
     result.add(Grid("failures", ctx.to_grid(fails.to(torch.float64)), "a", "b",
                     list(range(p)), list(range(p)),
-                    title=f"Failures keeping only {names} (1 = fails)", centered=False))
+                    title=f"Failures keeping only {names} (1 = fails)", centered=False, options=options))
     result.scalars.update({
         "keep": list(kept_ids),
         "acc_before": float(before.to(torch.float64).mean()),

@@ -38,17 +38,20 @@ def attention(ctx, layer: int = 0) -> StudyResult:
     labels = list(range(p))
 
     result = StudyResult("attention", ctx.epoch)
+    options = {"layer": layer}  # every item is of one layer (export names carry it)
     result.add(Table("mean_pattern", {
         "head": np.arange(n_heads), "to_a": mean[:, 0], "to_b": mean[:, 1], "to_eq": mean[:, 2],
     }, title=f"Mean attention from '=' per head (layer {layer})",
-        description="Attention weight from the '=' position to a, b and '=', averaged over all inputs."))
+        description="Attention weight from the '=' position to a, b and '=', averaged over all inputs.",
+        options=options))
     result.add(Grid("mean_pattern", mean, "head", "source", list(range(n_heads)), list(SOURCES),
-                    title=f"Mean attention from '=' (layer {layer})", centered=False))
+                    title=f"Mean attention from '=' (layer {layer})", centered=False, options=options))
     grid = ctx.to_grid(from_eq)  # [p, p, H, 3]
     for h in range(n_heads):
         for src, name in ((0, "a"), (1, "b")):
             result.add(Grid(f"head{h}_to_{name}", grid[:, :, h, src], "a", "b", labels, labels,
-                            title=f"Head {h}: attention from '=' to {name}", centered=False))
+                            title=f"Head {h}: attention from '=' to {name}", centered=False,
+                            options=options))
     result.scalars.update({"layer": layer, "n_heads": n_heads,
                            "mean_to_a": float(mean[:, 0].mean()), "mean_to_b": float(mean[:, 1].mean()),
                            "mean_to_eq": float(mean[:, 2].mean())})

@@ -7,18 +7,21 @@ close to a sum of cos(w (a + b - c)) over the key frequencies. This study measur
 that at one checkpoint:
 
 * the Fourier basis (grid "basis") and the norm of W_E in it (table "embedding_norms");
-* the key frequencies, found from the data (see :func:`grok_engine.fourier_basis.key_frequencies`:
-  the frequencies above the largest drop in each frequency's share of the neurons'
-  variance, if that drop is at least 4x; otherwise all), table "frequency_shares" (with the
-  embedding's and W_logit's shares beside);
+* the key frequencies, found from the data (see
+  :func:`grok_engine.fourier_basis.find_key_frequencies`: the frequencies above the largest
+  drop in each frequency's share of the neurons' variance, if that drop is at least 4x;
+  otherwise none is found: scalar ``key_frequencies_found`` False, ``key_frequencies`` empty)
+  and, found or not, ``top_frequencies``: the 5 largest shares, largest first; table
+  "frequency_shares" (with the embedding's and W_logit's shares beside);
 * neuron clusters: each neuron's best frequency by the notebook's neuron_freq_norm, or
   cluster 0 ("none") below ``threshold`` (tables "neuron_clusters", "cluster_sizes", grid
   "neuron_freq_norm");
 * W_logit in the Fourier basis over the outputs (table "w_logit_norms");
 * the 2-D Fourier transform of one neuron's activations (grid "neuron_fourier");
 * logit periodicity: the logits' coefficient on the normalised cos(w (a + b - c)) of each
-  key frequency, its cosine similarity, the residual fraction and the loss of the logits
-  rebuilt from those terms alone (table "logit_periodicity", scalars).
+  key frequency (of the top 5 when none is found: scalar ``periodicity_frequencies``), its
+  cosine similarity, the residual fraction and the loss of the logits rebuilt from those
+  terms alone (table "logit_periodicity", scalars).
 
 For ``mod_sub`` the phase is a - b; ``add`` (labels up to 2p - 2, not periodic) gets the
 basis and the embedding norms only, with a note. Nothing loops over neurons or rows.
@@ -37,18 +40,21 @@ from grok_engine.fourier_basis import (
     CosCube,
     embedding_component_norms,
     embedding_frequency_shares,
+    find_key_frequencies,
     fourier_2d,
     fourier_basis,
     frequency_energy,
-    key_frequencies,
     neuron_freq_energy,
+    neuron_freq_fractions,
     phase_of,
     rows_to_grid,
+    top_frequencies,
 )
 from grok_engine.results import Grid, StudyResult, Table
 from grok_engine.studies import register
 
 PERIODIC_TASKS = ("mod_add", "mod_sub")
+N_TOP_FREQUENCIES = 5  # shown (and used for the logit periodicity) when no key frequency is found
 
 
 def parse_key_freqs(key_freqs: Any, p: int) -> list[int] | None:
@@ -76,6 +82,16 @@ def parse_key_freqs(key_freqs: Any, p: int) -> list[int] | None:
 def acts_square(ctx, values: torch.Tensor) -> torch.Tensor:
     """Per-row values [N, d] -> [p, p, d] over (a, b) (absent rows: the column mean)."""
     return rows_to_grid(values, ctx.tokens[:, 0], ctx.tokens[:, 1], ctx.p)
+
+
+def neuron_spectrum(ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The MLP neurons at '=' over the (a, b) grid in the 2-D Fourier basis: (acts
+    [p, p, d_mlp], per_freq [n_freqs, d_mlp] and total [d_mlp] as in
+    :func:`grok_engine.fourier_basis.neuron_freq_energy`, freq_norm [n_freqs, d_mlp]: the
+    fraction of each neuron's variance each frequency explains)."""
+    acts = acts_square(ctx, ctx.neuron_acts)
+    per_freq, total = neuron_freq_energy(acts, fourier_basis(ctx.p))
+    return acts, per_freq, total, neuron_freq_fractions(per_freq, total)
 
 
 @register("fourier")
@@ -109,15 +125,15 @@ def fourier(ctx, threshold: float = 0.85, neuron: int = 0, key_freqs: Any = None
 
     # -- neurons and key frequencies ------------------------------------------------------
     embed_share = embedding_frequency_shares(ctx.W_E, fb)
-    acts = acts_square(ctx, ctx.neuron_acts)  # [p, p, d_mlp]
-    per_freq, total = neuron_freq_energy(acts, fb)  # [F, d_mlp], [d_mlp]
-    live = total > 0
-    freq_norm = torch.where(live, per_freq / torch.where(live, total, 1.0), 0.0)
+    acts, per_freq, total, freq_norm = neuron_spectrum(ctx)  # [p, p, d_mlp], [F, d_mlp], [d_mlp], [F, d_mlp]
     best_frac, best = freq_norm.max(dim=0)
     cluster = torch.where(best_frac > threshold, best + 1, 0)
     neuron_share = per_freq.sum(1) / total.sum() if total.sum() > 0 else torch.zeros(fb.n_freqs)
-    found = key_frequencies(neuron_share)
+    found = find_key_frequencies(neuron_share)
     keys = chosen if chosen is not None else found
+    top = top_frequencies(neuron_share, N_TOP_FREQUENCIES)
+    periodic = keys or sorted(top)  # the cos(w(a+b-c)) terms the logits are measured on
+    key_options = {} if chosen is None else {"key_freqs": chosen}  # overridden: in export names
 
     W_logit = ctx.W_logit.to(torch.float64)
     if W_logit.shape[1] == p:
@@ -136,7 +152,8 @@ def fourier(ctx, threshold: float = 0.85, neuron: int = 0, key_freqs: Any = None
         "w_logit_share": w_logit_share.numpy(),
         "key": np.isin(freqs, keys).astype(np.int64),
     }, title="Share of each frequency (sin + cos) in W_E, the neurons' variance and W_logit",
-        description="Key frequencies: those above the largest drop (>= 4x) in neuron_share."))
+        description="Key frequencies (key = 1): those above the largest drop in neuron_share, "
+                    "if it is at least 4x; none when no drop is that large.", options=key_options))
     result.add(Table("neuron_clusters", {
         "neuron": np.arange(d_mlp),
         "frequency": cluster.numpy(),
@@ -156,23 +173,26 @@ def fourier(ctx, threshold: float = 0.85, neuron: int = 0, key_freqs: Any = None
                      title="W_logit in the Fourier basis (norm over neurons)", noise_floor=(("norm",),)))
     result.add(Grid("neuron_fourier", fourier_2d(acts[:, :, neuron], fb).numpy(), "a", "b",
                     list(fb.names), list(fb.names),
-                    title=f"2-D Fourier transform of neuron {neuron}"))
+                    title=f"2-D Fourier transform of neuron {neuron}", options={"neuron": neuron}))
 
     # -- logit periodicity ---------------------------------------------------------------
     logits = ctx.logits.to(torch.float64)
     phase = phase_of(task, ctx.tokens[:, 0], ctx.tokens[:, 1], p)
-    cube = CosCube.build(phase, logits.shape[1], p, keys)
+    cube = CosCube.build(phase, logits.shape[1], p, periodic)
     coeffs = cube.coefficients(logits)
     approx = cube.reconstruct(coeffs)
     logit_norm = logits.norm()
+    which = "key frequency" if keys else f"of the top {len(periodic)} frequencies (no key frequency found)"
     result.add(Table("logit_periodicity", {
-        "frequency": np.asarray(keys, dtype=np.int64),
+        "frequency": np.asarray(periodic, dtype=np.int64),
         "coefficient": coeffs.numpy(),
         "cos_sim": (coeffs / logit_norm).numpy(),
-    }, title="Logits projected on cos(w(a+b-c)) of each key frequency"))
+    }, title=f"Logits projected on cos(w(a+b-c)) of each {which}", options=key_options))
     result.scalars.update({
         "key_frequencies": list(keys),
-        "key_frequencies_found": list(found),
+        "key_frequencies_found": bool(found),
+        "top_frequencies": top,
+        "periodicity_frequencies": list(periodic),
         "threshold": float(threshold),
         "n_clustered": int((cluster > 0).sum()),
         "residual_fraction": float((logits - approx).norm() / logit_norm),

@@ -191,13 +191,33 @@ def _cached_rows(loaded: Cached | None, key: dict[str, str]) -> dict[int, tuple[
         return {}
 
 
+def cached_measures(run: "Run") -> dict[str, np.ndarray] | None:
+    """The table "measures" (epoch, then one column per measure) that
+    :func:`progress_measures` would return now, read from the cache alone; None when the
+    cache is absent, stale or lacks one of the run's checkpoints. Nothing is computed."""
+    epochs = run.checkpoint_epochs()
+    if not epochs:
+        return None
+    loaded = run.load_analysis(CACHE_NAME)
+    known = _cached_keys(run, loaded, epochs[-1])
+    if known is None:
+        return None
+    rows = _cached_rows(loaded, _cache_key(run, known[0], epochs[-1]))
+    if any(e not in rows for e in epochs):
+        return None
+    measures = np.array([rows[e][0] for e in epochs], dtype=np.float64)
+    return {"epoch": np.asarray(epochs, dtype=np.int64),
+            **{name: measures[:, j] for j, name in enumerate(MEASURES)}}
+
+
 def progress_measures(run: "Run", progress_callback: ProgressCallback | None = None) -> StudyResult:
     """Progress measures of every checkpoint of ``run`` (see the module docstring).
 
     ``progress_callback(done, to_do, epoch)`` is called after each checkpoint computed
     (not for those read from the cache). Returns tables "measures" (epoch + one column per
     measure), "cos_coeffs" (epoch, freq_1 ..), "key_frequencies" and grid "cos_sim"
-    (frequency x epoch).
+    (frequency x epoch); scalars key_frequencies, n_checkpoints, n_computed and the phase
+    ends these measures give (:func:`grok_engine.studies.curves.find_phases`).
     """
     epochs = run.checkpoint_epochs()
     if not epochs:
@@ -252,6 +272,12 @@ def progress_measures(run: "Run", progress_callback: ProgressCallback | None = N
                     title="Cosine similarity of the logits with cos(w(a+b-c))"))
     result.scalars.update({"key_frequencies": list(key_freqs), "n_checkpoints": len(epochs),
                            "n_computed": len(todo)})
+    # the grokking phases these measures define (the curves study's rule; imported here, it
+    # imports this module)
+    from grok_engine.studies.curves import find_phases
+
+    measures_table = result.tables["measures"].columns
+    result.scalars.update(find_phases(run.metrics(), measures_table).as_dict())
     if run.config.task.task not in ("mod_add", "mod_sub"):
         result.scalars["note"] = (f"the cos(w(a+b-c)) measures are the modular-addition hypothesis; "
                                   f"for {run.config.task.task} they need not fit")

@@ -3,7 +3,8 @@ W_logit's frequencies, logit periodicity and one neuron's 2-D transform.
 
 Renders the "fourier" study: tables "embedding_norms" (component, frequency, norm),
 "frequency_shares", "neuron_clusters", "cluster_sizes", "w_logit_norms",
-"logit_periodicity"; grids "neuron_freq_norm", "neuron_fourier"; scalars key_frequencies,
+"logit_periodicity"; grids "neuron_freq_norm", "neuron_fourier"; scalars key_frequencies
+(empty when none is found: the summary then names top_frequencies, the largest shares),
 n_clustered, residual_fraction, loss, approx_loss, and ``note`` when the task is not
 periodic (integer addition: only the embedding norms exist, the other views say so).
 
@@ -110,7 +111,10 @@ class FourierPane(StudyPane):
     def render_result(self, result: StudyResult) -> None:
         s = result.scalars
         if "key_frequencies" in s:
-            keys = ", ".join(str(k) for k in s["key_frequencies"]) or "none"
+            keys = ", ".join(str(k) for k in s["key_frequencies"])
+            if not keys:  # no clear drop in the shares: the largest ones, never all of them
+                top = ", ".join(str(k) for k in s.get("top_frequencies", []))
+                keys = f"none found (largest shares: {top})" if top else "none found"
             text = (f"key frequencies {keys} · {s.get('n_clustered', '?')} neurons clustered · "
                     f"logits off the key terms {fmt_pct(s.get('residual_fraction'))} · "
                     f"loss {fmt_num(s.get('loss'), 3)}, from key terms only {fmt_num(s.get('approx_loss'), 3)}")

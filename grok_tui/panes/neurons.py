@@ -1,9 +1,12 @@
-"""Neurons pane: neurons ranked by correlation with the target, and one neuron in detail.
+"""Neurons pane: neurons ranked (by correlation with a+b for integer addition, by the
+fraction of their variance one frequency explains for the modular tasks), and one neuron in
+detail.
 
-Renders the "neurons" study: table "ranking" (rank, neuron, r, abs_r), grids "pre" / "post"
-[a, b] and table "pc_fit" (feature, coefficient) of the neuron in ``options["neuron"]``
-(the study's default: the top-ranked one), scalars n_above, threshold, neuron, neuron_r,
-fit_r2. It also shows the "probe" study's R^2: ``EXTRA_STUDIES = ("probe",)`` asks the app
+Renders the "neurons" study: table "ranking" (rank, neuron, r, abs_r or frequency,
+frac_explained), grids "pre" / "post" [a, b] and table "pc_fit" (feature, coefficient) of
+the neuron in ``options["neuron"]`` (the study's default: the top-ranked one), scalars
+ranked_by, n_above, threshold, neuron, neuron_r or neuron_frequency and
+neuron_frac_explained, fit_r2. It also shows the "probe" study's R^2: ``EXTRA_STUDIES = ("probe",)`` asks the app
 to pass that result to :meth:`show_extra`.
 
 Enter (or a click) on a ranking row posts ``OptionsChanged(pane, {"neuron": n})``; the
@@ -20,7 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
-from grok_tui.panes.base import NEXT_VIEW, StudyPane, fmt_num
+from grok_tui.panes.base import NEXT_VIEW, StudyPane, fmt_num, fmt_pct
 from grok_tui.widgets.heatmap import Heatmap
 from grok_tui.widgets.result_table import ResultTable
 
@@ -70,9 +73,13 @@ class NeuronsPane(StudyPane):
         self.query_one("#post", Heatmap).set_grid(result.grids.get("post"))
         self.query_one("#pc_fit", ResultTable).set_table(result.tables.get("pc_fit"))
         s = result.scalars
+        if s.get("ranked_by") == "frequency_fraction":
+            response = (f"frequency {s.get('neuron_frequency', '?')} explains "
+                        f"{fmt_pct(s.get('neuron_frac_explained'))}")
+        else:
+            response = f"r {fmt_num(s.get('neuron_r'), 3)}"
         self.query_one("#neuron-info", Static).update(
-            f"neuron {s.get('neuron', '?')} · r {fmt_num(s.get('neuron_r'), 3)} · "
-            f"PC fit R² {fmt_num(s.get('fit_r2'), 3)}")
+            f"neuron {s.get('neuron', '?')} · {response} · PC fit R² {fmt_num(s.get('fit_r2'), 3)}")
 
     def _cursor_to_shown_neuron(self, ranking: ResultTable) -> None:
         """The ranking's cursor on the row of the neuron shown (its rank changes with the
@@ -95,7 +102,12 @@ class NeuronsPane(StudyPane):
             s = self.result.scalars
             ranking = self.result.tables.get("ranking")
             total = ranking.n_rows if ranking is not None else "?"
-            parts.append(f"{s.get('n_above', '?')} of {total} neurons have |r| > {fmt_num(s.get('threshold'), 3)}")
+            if s.get("ranked_by") == "frequency_fraction":
+                parts.append(f"{s.get('n_above', '?')} of {total} neurons have one frequency "
+                             f"explaining > {fmt_pct(s.get('threshold'))} of their variance")
+            else:
+                parts.append(f"{s.get('n_above', '?')} of {total} neurons have |r| > "
+                             f"{fmt_num(s.get('threshold'), 3)}")
         probe = self.extras.get("probe")
         if probe is not None:
             parts.append(f"linear probe R² {fmt_num(probe.scalars.get('r2'), 4)}"

@@ -53,12 +53,13 @@ def _thin(x: np.ndarray, *ys: np.ndarray, points: int = 2 * MIN_POINTS) -> tuple
 
 def phase_marks(result: StudyResult | None) -> list[tuple[str, int]]:
     """(phase name, epoch) from the curves study's ``phases`` table: each phase's last epoch
-    (column ``epoch``, or a ``start``/``end`` column); phases not reached are left out."""
+    (column ``end_epoch``, or ``epoch``, or a ``start``/``end`` column); phases not reached
+    are left out."""
     if result is None or "phases" not in result.tables:
         return []
     table = result.tables["phases"]
     names = table.column_names
-    column = next((c for c in names if c == "epoch"), None) or \
+    column = next((c for c in names if c in ("end_epoch", "epoch")), None) or \
         next((c for c in names if "start" in c or "end" in c), None)
     label = next((c for c in names if c in ("phase", "name")), None)
     if column is None:
@@ -93,6 +94,7 @@ class TrainingPane(StudyPane):
         self._last_draw = 0.0
         self._redraw_pending = False
         self._note = ""
+        self._phase_note = "phase ends:"
         self._stale = False
 
     def compose(self) -> ComposeResult:
@@ -159,7 +161,9 @@ class TrainingPane(StudyPane):
     def show(self, result: StudyResult) -> None:
         super().show(result)
         marks = phase_marks(result)
-        self._note = "phase ends:" if marks else "no grokking phase reached yet"
+        source = result.scalars.get("phases_source")  # progress measures, or the accuracy fallback
+        self._phase_note = f"phase ends from {source}:" if source else "phase ends:"
+        self._note = self._phase_note if marks else "no grokking phase reached yet"
         self.request_redraw()
 
     def show_loading(self, epoch: int) -> None:
@@ -262,6 +266,6 @@ class TrainingPane(StudyPane):
         """The note, then the vertical lines of both plots, each in its colour (the plots'
         own legends name only the curves)."""
         width = max(self.query_one("#phases-label", Static).size.width, 40)
-        marks = phase_marks(self.result) if self._note == "phase ends:" else []
+        marks = phase_marks(self.result) if self._note == self._phase_note else []
         items = vline_legend_items(self._marks(marks))
         return Text("\n").join(legend_lines([("", self._note, COLOURS[0]), *items], width))

@@ -510,7 +510,9 @@ class RunScreen(Screen):
         if target is None or epoch is None:
             self.notify(f"{pane.TITLE}: nothing to export yet", severity="warning")
             return
-        proposal = EXPORTS_DIR / self.run.id / f"{pane.STUDY}_{target.name}_epoch{epoch}.csv"
+        from grok_engine.export import export_file_name
+
+        proposal = EXPORTS_DIR / self.run.id / export_file_name(pane.STUDY, target, epoch)
 
         def go(path: str | None) -> None:
             if path:

@@ -11,7 +11,7 @@ import pytest
 
 from grok_engine.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 from grok_engine.errors import GrokError
-from grok_engine.export import export_all, export_result, write_csv
+from grok_engine.export import export_all, export_file_name, export_result, write_csv
 from grok_engine.results import Grid, StudyResult, Table
 
 
@@ -53,15 +53,44 @@ def test_write_is_atomic_no_temp_files_left(tmp_path):
     assert read(tmp_path / "t.csv") == [["k"], ["1"]]
 
 
-def test_export_result_names_files_by_study_and_item(tmp_path):
+def test_export_result_names_files_by_study_item_kind_and_epoch(tmp_path):
     r = StudyResult("embedding", 100, scalars={"pc12_explained": 0.97})
     r.add(Table("pca", {"component": [1], "explained": [0.5]}))
     r.add(Grid("W_E", np.eye(2), "token", "d_model", [0, 1], [0, 1]))
     paths = export_result(r, tmp_path / "out")
-    assert sorted(p.name for p in paths) == ["embedding_W_E.csv", "embedding_pca.csv",
-                                             "embedding_scalars.csv"]
-    assert read(tmp_path / "out" / "embedding_scalars.csv") == [["name", "value"],
-                                                                ["pc12_explained", "0.97"]]
+    assert sorted(p.name for p in paths) == ["embedding_W_E_grid_epoch100.csv", "embedding_pca_table_epoch100.csv",
+                                             "embedding_scalars_epoch100.csv"]
+    assert read(tmp_path / "out" / "embedding_scalars_epoch100.csv") == [["name", "value"],
+                                                                         ["pc12_explained", "0.97"]]
+
+
+def test_a_table_and_a_grid_of_one_name_and_options_get_files_of_their_own(tmp_path):
+    """The issue's losses: ablation's table and grid "failures" wrote one file; a neuron's
+    grid had the same name for every neuron."""
+    r = StudyResult("ablation", 7, scalars={"n_failures": 1})
+    r.add(Table("failures", {"a": [1], "b": [2], "true": [3], "predicted": [4]}, options={"keep": [1, 2]}))
+    r.add(Grid("failures", np.eye(2), "a", "b", [0, 1], [0, 1], options={"keep": [1, 2]}))
+    paths = export_result(r, tmp_path)
+    assert [p.name for p in paths] == ["ablation_failures_table_keep-1+2_epoch7.csv",
+                                       "ablation_failures_grid_keep-1+2_epoch7.csv",
+                                       "ablation_scalars_keep-1+2_epoch7.csv"]
+    assert read(paths[0])[0] == ["a", "b", "true", "predicted"] and read(paths[1])[0][0] == "a\\b"
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in paths)
+    for neuron in (3, 12):
+        grid = Grid("pre", np.eye(2), "a", "b", [0, 1], [0, 1], options={"neuron": neuron})
+        assert export_file_name("neurons", grid, 2000) == f"neurons_pre_grid_neuron-{neuron}_epoch2000.csv"
+    odd = Table("t", {"k": [1]}, options={"key_freqs": "4, 2/x", "threshold": 0.85})
+    assert export_file_name("fourier", odd, 1) == "fourier_t_table_key_freqs-4-2-x_threshold-0.85_epoch1.csv"
+
+
+def test_two_items_of_one_file_name_are_refused(tmp_path):
+    r = StudyResult("x", 1)
+    r.add(Table("scalars", {"k": [1]}))
+    r.add(Table("scalars_table", {"k": [2]}))  # distinct items, but...
+    r.tables["scalars_table"].name = "scalars"  # ...two of one name cannot both be written
+    with pytest.raises(GrokError, match="names two items alike: x_scalars_table_epoch1.csv"):
+        export_result(r, tmp_path)
+    assert os.listdir(tmp_path) == []
 
 
 def _tiny_run(runs_dir):
@@ -83,16 +112,28 @@ def tiny_run(tmp_path_factory):
     return _tiny_run(tmp_path_factory.mktemp("export_runs"))
 
 
-def test_export_all_writes_every_registered_study(tiny_run, tmp_path):
+def test_export_all_writes_every_registered_study_one_file_per_path(tiny_run, tmp_path):
     from grok_engine.context import context_for
     from grok_engine.studies import STUDY_MODULES
 
-    seen = []
-    paths = export_all(context_for(tiny_run, 6), tmp_path, on_result=lambda r, p: seen.append(r.study))
+    seen, per_study = [], {}
+    paths = export_all(context_for(tiny_run, 6), tmp_path,
+                       on_result=lambda r, p: (seen.append(r.study), per_study.update({r.study: len(p)})))
     assert seen == list(STUDY_MODULES)
     for study in STUDY_MODULES:
         assert any(p.name.startswith(f"{study}_") for p in paths), study
-    assert all(p.exists() for p in paths)
+    # what is reported is what is on disk: no file written over another
+    assert len(set(paths)) == len(paths) == sum(per_study.values()) == len(os.listdir(tmp_path))
+    names = {p.name for p in paths}
+    assert {"ablation_failures_table_keep-1_epoch6.csv", "ablation_failures_grid_keep-1_epoch6.csv",
+            "attention_mean_pattern_table_layer-0_epoch6.csv", "embedding_pc_scores_grid_epoch6.csv",
+            "embedding_pc_scores_table_epoch6.csv"} <= names
+    from grok_engine.studies import run_study
+
+    top = run_study("neurons", context_for(tiny_run, 6)).scalars["neuron"]  # the default neuron
+    assert {f"neurons_pre_grid_neuron-{top}_epoch6.csv", f"neurons_post_grid_neuron-{top}_epoch6.csv",
+            f"neurons_scalars_neuron-{top}_epoch6.csv", "neurons_ranking_table_epoch6.csv"} <= names
+    assert read(tmp_path / "ablation_failures_table_keep-1_epoch6.csv")[0] == ["a", "b", "true", "predicted"]
 
 
 def test_export_all_without_a_run_leaves_out_run_studies(tiny_run, tmp_path):
@@ -114,7 +155,13 @@ def test_cli_export_all_prints_headline_scalars(tiny_run, tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "embedding:" in text and "probe:" in text and "wrote" in text
-    assert (out / "embedding_scalars.csv").exists()
+    assert (out / "embedding_scalars_epoch6.csv").exists()
+    # the count printed is the count on disk, and each study's line adds up to it
+    on_disk = len(os.listdir(out))
+    assert f"wrote {on_disk} files for run tiny epoch 6" in text
+    import re
+
+    assert sum(int(n) for n in re.findall(r"^\w+: (\d+) files", text, flags=re.M)) == on_disk
 
 
 def test_cli_export_one_study_at_a_checkpoint(tiny_run, tmp_path, capsys):

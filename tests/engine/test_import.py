@@ -71,8 +71,9 @@ def notebook_file(path, config: RunConfig, epochs: int = 30, every: int = 10) ->
     """Train with our trainer and save in the notebook's torch.save format. Returns the dict."""
     trainer = Trainer(config.replace(epochs=epochs, checkpoint_every=every))
     states = []
-    trainer.run(callback=lambda e: states.append(e) if isinstance(e, Checkpoint) and e.epoch else None,
-                until_epoch=epochs)
+    # the notebook saves every `every` epochs: our dense checkpoints are left out
+    trainer.run(callback=lambda e: states.append(e) if isinstance(e, Checkpoint) and e.epoch
+                and e.epoch % every == 0 else None, until_epoch=epochs)
     n_layers = config.model.n_layers
     checkpoints = [with_buffers(s.weights, n_layers) for s in states]
     assert len(checkpoints) == epochs // every

@@ -167,7 +167,7 @@ def test_corrupt_checkpoints_are_named_and_isolated(runs_dir):
     store = RunStore(runs_dir)
     bad = trained_run(store, "bad", epochs=30)
     good = trained_run(store, "good", epochs=20)
-    assert bad.checkpoint_epochs() == [0, 10, 20, 30]
+    assert {0, 10, 20, 30} <= set(bad.checkpoint_epochs())  # and dense ones where it moved
     truncate(bad.checkpoint_path(10))
     garble(bad.checkpoint_path(20))
 

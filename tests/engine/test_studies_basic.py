@@ -1,4 +1,5 @@
-"""The curves, embedding, attention, probe and neurons studies against the notebook's way.
+"""The embedding, attention, probe and neurons studies against the notebook's way (the
+curves study: test_studies_curves.py).
 
 Each batched study (one activation cache over every input) is compared with a slow
 reference written as the notebook writes it: one ``run_with_hooks`` call per (a, b) pair,
@@ -18,7 +19,6 @@ import torch
 from grok_engine.errors import GrokError
 from grok_engine.results import Grid, StudyResult, Table
 from grok_engine.studies import STUDY_MODULES, get_study, run_study
-from grok_engine.studies.curves import find_phases
 from grok_engine.studies.embedding import embedding_pca
 
 ATOL = 1e-5
@@ -305,9 +305,11 @@ def notebook_correlations(ctx) -> np.ndarray:
     return np.nan_to_num(r)
 
 
-def test_neuron_correlations_match_pearsonr_loop(ctx):
+def test_neuron_correlations_match_pearsonr_loop(tiny_ctx_add):
+    ctx = tiny_ctx_add
     ref = notebook_correlations(ctx)
     result = run_study("neurons", ctx)
+    assert result.scalars["ranked_by"] == "pearson_r" and result.scalars["threshold"] == 0.9
     neuron, r = col(result, "ranking", "neuron"), col(result, "ranking", "r")
     assert sorted(neuron.tolist()) == list(range(ctx.config.model.d_mlp))
     np.testing.assert_allclose(r, ref[neuron], atol=ATOL)
@@ -318,6 +320,54 @@ def test_neuron_correlations_match_pearsonr_loop(ctx):
         res = run_study("neurons", ctx, threshold=t)
         assert res.scalars["n_above"] == int((np.abs(ref) > t).sum())
         assert res.scalars["n_positive_above"] == int((ref > t).sum())
+
+
+def notebook_neuron_frequencies(ctx) -> tuple[np.ndarray, np.ndarray]:
+    """Each neuron's best frequency and fraction of variance explained, one neuron at a time
+    as the notebook's neuron_freq_norm cell: centre the (a, b) grid of its activations (from
+    the per-sample hooks), 2-D transform with the notebook's basis, sum the squares of the
+    terms in {Constant, Sin k, Cos k}^2 for each k over the total."""
+    p = ctx.p
+    x = torch.arange(p, dtype=torch.float64)
+    rows = [torch.ones(p, dtype=torch.float64)]
+    for k in range(1, p // 2 + 1):
+        rows += [torch.sin(2 * math.pi * k * x / p), torch.cos(2 * math.pi * k * x / p)]
+    fb = torch.stack(rows)
+    fb = fb / fb.norm(dim=-1, keepdim=True)
+    post = per_sample(ctx)["post"].astype(np.float64)
+    best, frac = [], []
+    for n in range(post.shape[1]):
+        grid = torch.from_numpy(reference_grid(ctx, post[:, n]))
+        grid = torch.where(torch.isnan(grid), grid.nanmean(), grid)  # mod_div's absent b = 0
+        f = fb @ (grid - grid.mean()) @ fb.T
+        total = float((f ** 2).sum())
+        parts = [sum(float(f[i, j] ** 2) for i in (0, 2 * k - 1, 2 * k) for j in (0, 2 * k - 1, 2 * k))
+                 for k in range(1, p // 2 + 1)]
+        fracs = [part / total if total > 0 else 0.0 for part in parts]
+        best.append(int(np.argmax(fracs)) + 1 if total > 0 else 0)
+        frac.append(max(fracs))
+    return np.array(best), np.array(frac)
+
+
+@pytest.mark.parametrize("name", ["tiny_ctx_mod", "tiny_ctx_div"])
+def test_modular_neurons_are_ranked_by_their_best_frequencys_fraction(request, name):
+    ctx = request.getfixturevalue(name)
+    best, frac = notebook_neuron_frequencies(ctx)
+    result = run_study("neurons", ctx)
+    assert result.scalars["ranked_by"] == "frequency_fraction"
+    assert result.tables["ranking"].column_names == ["rank", "neuron", "frequency", "frac_explained"]
+    neuron = col(result, "ranking", "neuron")
+    assert sorted(neuron.tolist()) == list(range(ctx.config.model.d_mlp))
+    np.testing.assert_allclose(col(result, "ranking", "frac_explained"), frac[neuron], atol=ATOL)
+    assert list(col(result, "ranking", "frequency")) == list(best[neuron])
+    assert np.all(np.diff(col(result, "ranking", "frac_explained")) <= 0)
+    top = int(neuron[0])
+    assert result.scalars["neuron"] == top and result.scalars["neuron_frequency"] == best[top]
+    assert result.scalars["neuron_frac_explained"] == pytest.approx(frac[top], abs=ATOL)
+    assert result.scalars["threshold"] == 0.85 and "r" not in result.tables["ranking"].columns
+    for t in (0.85, 0.5, 0.2):
+        assert run_study("neurons", ctx, threshold=t).scalars["n_above"] == int((frac > t).sum())
+    assert ("note" in result.scalars) == (ctx.config.task.task == "mod_div")
 
 
 def test_dead_neuron_has_zero_correlation(tiny_factory):
@@ -386,92 +436,3 @@ def test_neuron_option_is_checked(tiny_ctx_add):
             run_study("neurons", tiny_ctx_add, neuron=bad)
     with pytest.raises(GrokError, match=r"threshold=2"):
         run_study("neurons", tiny_ctx_add, threshold=2)
-
-
-# -- curves -------------------------------------------------------------------------------
-def grok_curves(n=1000, eval_every=1, grok=600, settle=700, memorize=50):
-    """Synthetic run: train acc 1 from ``memorize``, test acc 1 from ``grok``, test loss
-    falling 6 decades from grok to ``settle`` then flat; test NaN off the eval epochs."""
-    epoch = np.arange(1, n + 1)
-    train_acc = np.where(epoch >= memorize, 1.0, epoch / memorize * 0.9)
-    test_acc = np.where(epoch >= grok, 1.0, 0.5)
-    log_loss = np.where(epoch < grok, 0.5, np.interp(epoch, [grok, settle], [-1.0, -7.0]))
-    test_loss = 10.0 ** log_loss
-    off = (epoch % eval_every) != 0
-    test_acc[off] = np.nan
-    test_loss[off] = np.nan
-    return {"epoch": epoch, "train_acc": train_acc, "test_acc": test_acc, "test_loss": test_loss,
-            "train_loss": 10.0 ** -np.minimum(epoch / 10, 8)}
-
-
-def test_find_phases_on_a_grokking_run():
-    phases = find_phases(grok_curves())
-    assert phases.memorization_end == 50
-    assert phases.circuit_formation_end == 600
-    # 6 decades in 100 epochs: within 0.5 decade of the floor from epoch 700 - 0.5*100/6
-    assert phases.cleanup_end == 692
-    assert phases.phase_at(10) == "memorization" and phases.phase_at(300) == "circuit_formation"
-    assert phases.phase_at(650) == "cleanup" and phases.phase_at(900) == "generalized"
-
-
-def test_find_phases_skips_unevaluated_epochs():
-    phases = find_phases(grok_curves(eval_every=10, grok=605))
-    assert phases.memorization_end == 50
-    assert phases.circuit_formation_end == 610  # the first evaluated epoch at or after 605
-    assert phases.cleanup_end == 700
-
-
-def test_find_phases_when_the_run_never_groks():
-    m = grok_curves(grok=10_000)
-    phases = find_phases(m)
-    assert (phases.memorization_end, phases.circuit_formation_end, phases.cleanup_end) == (50, None, None)
-    assert phases.phase_at(999) == "circuit_formation"
-    m["train_acc"] = np.full(1000, 0.5)
-    assert find_phases(m).as_dict() == {"memorization_end": None, "circuit_formation_end": None,
-                                        "cleanup_end": None}
-    empty = {k: np.zeros(0) for k in ("epoch", "train_acc", "test_acc", "test_loss")}
-    assert find_phases(empty).cleanup_end is None
-
-
-def test_find_phases_needs_to_see_the_plateau():
-    # the run stops while test loss is still falling fast: cleanup not reached
-    assert find_phases(grok_curves(n=700)).cleanup_end is None
-    # a spike after the plateau (a slingshot) does not move the end of cleanup
-    m = grok_curves()
-    m["test_loss"][850:860] = 3.0
-    assert find_phases(m).cleanup_end == 692
-
-
-def test_curves_without_a_run(tiny_ctx_add):
-    result = run_study("curves", tiny_ctx_add)
-    assert result.tables["curves"].column_names == ["epoch", "train_loss", "test_loss", "train_acc", "test_acc"]
-    assert result.tables["curves"].n_rows == 0
-    phases = result.tables["phases"]
-    assert list(phases.columns["phase"]) == ["memorization", "circuit_formation", "cleanup"]
-    assert list(phases.columns["epoch"]) == [None, None, None]
-    assert result.scalars["circuit_formation_end"] is None
-    assert math.isnan(result.scalars["test_acc_at_epoch"])
-
-
-def test_curves_of_a_real_run(runs_dir, tiny_factory):
-    from grok_engine.config import RunConfig, TrainConfig
-    from grok_engine.context import context_for
-    from grok_engine.store import RunStore
-
-    config = tiny_factory.config("mod_add", 5)
-    config = RunConfig(task=config.task, model=config.model,
-                       train=TrainConfig(epochs=30, checkpoint_every=10, eval_every=3, lr=1e-2))
-    run = RunStore(runs_dir).create(config, run_id="tiny")
-    run.trainer().run(run)
-    ctx = context_for(run, 20)
-    result = run_study("curves", ctx)
-    metrics = run.metrics()
-    for name in ("epoch", "train_loss", "test_loss", "train_acc", "test_acc"):
-        np.testing.assert_array_equal(col(result, "curves", name), getattr(metrics, name))
-    assert np.isnan(col(result, "curves", "test_loss")[0])  # epoch 1 is not an eval epoch
-    expected = find_phases(metrics)
-    assert list(result.tables["phases"].columns["epoch"]) == [
-        expected.memorization_end, expected.circuit_formation_end, expected.cleanup_end]
-    assert result.scalars["epoch"] == 20
-    assert result.scalars["train_acc_at_epoch"] == metrics.train_acc[19]
-    assert result.scalars["test_loss_at_epoch"] == metrics.test_loss[17]  # epoch 18, evaluated

@@ -17,8 +17,12 @@ from grok_engine.fourier_basis import (
     embedding_frequency_shares,
     fourier_basis,
     gini,
+    find_key_frequencies,
     key_frequencies,
+    neuron_freq_energy,
+    neuron_freq_fractions,
     neuron_frequency_shares,
+    top_frequencies,
     trig_rows,
 )
 from grok_engine.studies import run_study
@@ -121,13 +125,36 @@ def test_key_frequencies_from_neurons_built_with_known_frequencies(p, freqs):
     assert key_frequencies(neuron_frequency_shares(acts, fourier_basis(p))) == freqs
 
 
-def test_key_frequencies_of_a_flat_spectrum_is_every_frequency():
+def test_a_flat_spectrum_has_no_key_frequency():
     gen = torch.Generator().manual_seed(1)
     W_E = torch.randn(113, 128, generator=gen)  # a random embedding: no frequency stands out
-    assert key_frequencies(embedding_frequency_shares(W_E, fourier_basis(113))) == list(range(1, 57))
+    shares = embedding_frequency_shares(W_E, fourier_basis(113))
+    assert find_key_frequencies(shares) == []
+    top = top_frequencies(shares)
+    assert len(top) == 5 and list(np.argsort(-shares.numpy(), kind="stable")[:5] + 1) == top
+    # the progress measures restrict to every frequency then
+    assert key_frequencies(shares) == list(range(1, 57))
     # a small model that uses every frequency equally
     W_E = embedding_with_freqs(7, 32, [1, 2, 3], noise=0.01)
-    assert key_frequencies(embedding_frequency_shares(W_E, fourier_basis(7))) == [1, 2, 3]
+    assert find_key_frequencies(embedding_frequency_shares(W_E, fourier_basis(7))) == []
+
+
+def test_fourier_study_without_a_clear_drop_says_none_found_and_shows_the_top_five():
+    """The issue's case: a model mid-way (here untrained, p=23) has no 4x drop in its
+    neurons' shares; the study must not call all 11 frequencies key."""
+    cfg = RunConfig().replace(task="mod_add", p=23, frac_train=0.5, **TINY)
+    ctx = context_from_weights(cfg, init_weights(cfg.task, cfg.model))
+    res = run_study("fourier", ctx)
+    shares = np.asarray(res.tables["frequency_shares"].columns["neuron_share"])
+    ratios = np.sort(shares)[::-1][:-1] / np.sort(shares)[::-1][1:]
+    assert ratios.max() < 4  # no clear drop, so none is key
+    assert res.scalars["key_frequencies"] == [] and res.scalars["key_frequencies_found"] is False
+    assert res.scalars["top_frequencies"] == list(np.argsort(-shares, kind="stable")[:5] + 1)
+    assert not np.asarray(res.tables["frequency_shares"].columns["key"]).any()
+    periodic = res.scalars["periodicity_frequencies"]
+    assert periodic == sorted(res.scalars["top_frequencies"])
+    assert list(res.tables["logit_periodicity"].columns["frequency"]) == periodic
+    assert "no key frequency found" in res.tables["logit_periodicity"].title
 
 
 def test_fourier_study_finds_the_frequencies_planted_in_the_model():
@@ -135,9 +162,31 @@ def test_fourier_study_finds_the_frequencies_planted_in_the_model():
     weights = init_weights(cfg.task, cfg.model)
     weights["embed.W_E"][:-1] = embedding_with_freqs(29, 32, [3, 11], noise=0.01)
     res = run_study("fourier", context_from_weights(cfg, weights))
-    assert res.scalars["key_frequencies"] == [3, 11]
+    assert res.scalars["key_frequencies"] == [3, 11] and res.scalars["key_frequencies_found"] is True
+    assert res.scalars["periodicity_frequencies"] == [3, 11]
     shares = res.tables["frequency_shares"].columns
     assert list(np.asarray(shares["frequency"])[np.asarray(shares["key"]) == 1]) == [3, 11]
+
+
+def test_neuron_freq_fractions_of_neurons_with_known_responses():
+    """Over (a, b): a neuron cos(w3 a) + sin(w3 b) + 2 cos(w3 a) cos(w3 b) lies in frequency 3's
+    terms (fraction 1); one mixing frequencies 2 and 4 half and half is split 0.5 / 0.5;
+    cos(w2 a) cos(w4 b) is in no frequency's terms (fraction 0); a constant one is 0."""
+    p = 13
+    fb = fourier_basis(p)
+    w = 2 * math.pi * torch.arange(p, dtype=torch.float64) / p
+    a, b = w[:, None], w[None, :]
+    neurons = [torch.cos(3 * a) + torch.sin(3 * b) + 2 * torch.cos(3 * a) * torch.cos(3 * b) + 5,
+               torch.cos(2 * a) + torch.cos(4 * b),
+               torch.cos(2 * a) * torch.cos(4 * b),
+               torch.full((p, p), 3.0, dtype=torch.float64)]
+    acts = torch.stack(neurons, dim=-1)  # [a, b, neuron]
+    frac = neuron_freq_fractions(*neuron_freq_energy(acts, fb))  # [n_freqs, neuron]
+    assert frac.shape == (6, 4)
+    assert frac[2, 0] == pytest.approx(1.0) and frac[:, 0].sum() == pytest.approx(1.0)
+    assert frac[1, 1] == pytest.approx(0.5) and frac[3, 1] == pytest.approx(0.5)
+    assert torch.allclose(frac[:, 2], torch.zeros(6, dtype=torch.float64), atol=1e-12)
+    assert torch.equal(frac[:, 3], torch.zeros(6, dtype=torch.float64))
 
 
 # -- the study against the notebook's cells --------------------------------------------------
@@ -181,8 +230,9 @@ def test_fourier_study_matches_the_notebooks_cells(trained_ctx):
     assert np.allclose(res.grids["neuron_fourier"].values, ref.numpy(), atol=2e-6 * np.abs(ref.numpy()).max())
     assert res.grids["neuron_fourier"].row_labels == res.grids["neuron_fourier"].col_labels == fourier_basis(p).names
 
-    # logit periodicity: the literal cubes
-    key_freqs = res.scalars["key_frequencies"]
+    # logit periodicity: the literal cubes (of the key frequencies, else of the top five)
+    key_freqs = res.scalars["periodicity_frequencies"]
+    assert key_freqs == (res.scalars["key_frequencies"] or sorted(res.scalars["top_frequencies"]))
     all_logits = einops.rearrange(ctx.logits, "(a b) c -> a b c", a=p, b=p)
     approximated_logits = torch.zeros_like(all_logits)
     coeffs, sims = [], []

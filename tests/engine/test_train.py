@@ -154,3 +154,73 @@ def test_hand_written_backward_trains_like_autograd(monkeypatch):
     np.testing.assert_allclose(m1.test_loss, m2.test_loss, rtol=1e-4)
     for name, value in manual.weights().items():
         torch.testing.assert_close(value, auto.weights()[name], rtol=1e-3, atol=1e-4)
+
+
+# -- dense checkpoints where the test metrics move ---------------------------------------
+def moving_config(**overrides) -> RunConfig:
+    """lr 1e-2: the tiny model's test metrics move fast in epochs 10-40, then settle."""
+    return tiny_config(**{"epochs": 150, "checkpoint_every": 50, "lr": 1e-2, **overrides})
+
+
+def expected_checkpoints(metrics: Metrics, every: int, step: int, last: int, n_test: int) -> list[int]:
+    """The rule, recomputed from the metrics alone: 0, the multiples of ``every``, and each
+    grid epoch g (multiple of ``step``) whose test accuracy moved > 2 points (and > one of
+    the ``n_test`` rows) or test loss > 0.1 decade since g - step; and the last epoch."""
+    loss = dict(zip(metrics.epoch.tolist(), metrics.test_loss.tolist()))
+    acc = dict(zip(metrics.epoch.tolist(), metrics.test_acc.tolist()))
+    out = {0, last, *range(every, last + 1, every)}
+    for g in range(step, last + 1, step):
+        if g - step in loss and (abs(acc[g] - acc[g - step]) > max(0.02, 1.5 / n_test)
+                                 or abs(np.log10(loss[g] / loss[g - step])) > 0.1):
+            out.add(g)
+    return sorted(out)
+
+
+@pytest.mark.parametrize("act_fn,eval_every", [("relu", 1), ("gelu", 1), ("relu", 2)])
+def test_dense_checkpoints_where_the_test_metrics_move(act_fn, eval_every):
+    """checkpoint_every 50: a grid of 5 epochs (6 with eval_every 2); the numpy path (relu)
+    and autograd (gelu) alike."""
+    from grok_engine.train import dense_checkpoint_step
+
+    cfg = moving_config(act_fn=act_fn, eval_every=eval_every)
+    assert Trainer(cfg).manual == (act_fn == "relu")
+    events: list = []
+    metrics = Trainer(cfg).run(callback=events.append)
+    got = [e.epoch for e in events if isinstance(e, Checkpoint)]
+    step = dense_checkpoint_step(50, eval_every)
+    assert step == (5 if eval_every == 1 else 6)
+    n_test = cfg.task.n_rows - cfg.task.n_train
+    assert got == expected_checkpoints(metrics, 50, step, 150, n_test)
+    dense = [e for e in got if e % 50]
+    assert len(dense) >= 5 and all(e % step == 0 for e in dense)  # the transition is dense
+    for event in events:  # each dense checkpoint carries the metrics up to its epoch
+        if isinstance(event, Checkpoint):
+            assert len(event.metrics) == event.epoch
+
+
+def test_no_dense_checkpoints_when_the_regular_ones_are_dense_enough():
+    events: list = []
+    Trainer(moving_config(checkpoint_every=5)).run(callback=events.append)
+    assert [e.epoch for e in events if isinstance(e, Checkpoint)] == list(range(0, 151, 5))
+
+
+@pytest.mark.parametrize("stop_at", [23, 35])
+def test_resumed_run_makes_the_same_dense_checkpoints(runs_dir, stop_at):
+    """Stopped mid-transition (23: off the grid; 35: on it) and resumed from disk, a run
+    has the straight run's checkpoints (plus the stop's) with the same weights."""
+    cfg = moving_config()
+    store = RunStore(runs_dir)
+    straight = store.create(cfg, run_id="straight")
+    straight.trainer().run(callback=straight)
+    resumed = store.create(cfg, run_id="resumed")
+    first = resumed.trainer()
+    first.run(callback=resumed, stop=lambda: first.epoch >= stop_at)
+    reopened = store.open("resumed")
+    reopened.trainer().run(callback=reopened)
+
+    want = straight.checkpoint_epochs()
+    assert len([e for e in want if e % 50]) >= 5
+    assert reopened.checkpoint_epochs() == sorted(set(want) | {stop_at})
+    for epoch in want:
+        assert_weights_equal(reopened.load_checkpoint(epoch), straight.load_checkpoint(epoch))
+    assert_metrics_equal(reopened.metrics(), straight.metrics())

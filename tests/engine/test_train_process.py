@@ -42,11 +42,12 @@ def test_reports_every_checkpoint_and_the_metrics_then_finishes(tmp_path):
     got = events(out)
     assert got[0] == {"event": "started", "epoch": 0}
     assert got[-1] == {"event": "finished", "epoch": 30, "stopped": False}
-    assert [e["epoch"] for e in got if e["event"] == "checkpoint"] == [0, 10, 20, 30]
+    reported = [e["epoch"] for e in got if e["event"] == "checkpoint"]
+    assert {0, 10, 20, 30} <= set(reported) and reported == sorted(reported)  # + dense ones
     epochs = [n for e in got if e["event"] == "progress" for n in e["metrics"]["epoch"]]
     assert epochs == list(range(1, 31))
     run = RunStore(tmp_path).open("tp")
-    assert run.checkpoint_epochs() == [0, 10, 20, 30]  # on disk before it was reported
+    assert run.checkpoint_epochs() == reported  # on disk before it was reported
     assert list(run.metrics().epoch) == epochs
 
 

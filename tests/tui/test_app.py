@@ -1,6 +1,6 @@
 """Pilot tests of the app shell: opening runs, checkpoint keys, panes, export, help, the
 new-run form and live training, on a tiny deterministic run (p=7, 200 epochs, a checkpoint
-every 50: epochs 0, 50, 100, 150, 200)."""
+every 50 and dense ones where its test metrics move: here 0, 50, 100, 110, 120, 150, 200)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,14 @@ from grok_tui.app import GrokApp, run_app  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
-CHECKPOINTS = [0, 50, 100, 150, 200]
+
+
+def checkpoints(runs: Path, run_id: str = "tiny") -> list[int]:
+    """The run's checkpoint epochs: 0, 50, 100, 150, 200 and any dense ones (epochs where its
+    test accuracy moved by two rows or more)."""
+    from grok_engine.store import RunStore
+
+    return RunStore(runs).open(run_id).checkpoint_epochs()
 
 
 def record_notifications(app: GrokApp) -> list[tuple[str, str]]:
@@ -49,15 +56,17 @@ async def test_checkpoint_keys_move_the_status_line(runs):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         assert type(app.screen).__name__ == "RunScreen"
-        assert app.screen.epochs == CHECKPOINTS
+        epochs = checkpoints(runs)
+        assert app.screen.epochs == epochs and {0, 50, 100, 150, 200} <= set(epochs)
         assert status_epoch(app) == 200  # opens on the last checkpoint
-        for key, expected in [("left", 150), ("h", 100), ("right", 150), ("l", 200),
-                              ("right", 200), ("left_square_bracket", 0),
+        n = len(epochs)
+        for key, expected in [("left", epochs[-2]), ("h", epochs[-3]), ("right", epochs[-2]),
+                              ("l", 200), ("right", 200), ("left_square_bracket", epochs[max(0, n - 11)]),
                               ("right_square_bracket", 200), ("home", 0), ("end", 200)]:
             await pilot.press(key)
             assert status_epoch(app) == expected, key
         status = str(app.screen.query_one("#status").render())
-        assert "tiny" in status and "epoch 200 (5/5)" in status
+        assert "tiny" in status and f"epoch 200 ({n}/{n})" in status
         await settle(app, pilot)
         training = app.screen.panes["curves"]
         assert training.marker == 200
@@ -126,7 +135,7 @@ async def test_export_writes_the_focused_pane_to_csv(runs, tmp_path, monkeypatch
         await pilot.press("e")
         assert type(app.screen).__name__ == "ExportScreen"
         proposed = app.screen.query_one("#prompt-input").value
-        assert proposed == "exports/tiny/curves_curves_epoch200.csv"
+        assert proposed == "exports/tiny/curves_curves_table_epoch200.csv"
         await pilot.press("enter")
         await settle(app, pilot)
         path = tmp_path / proposed
@@ -154,6 +163,8 @@ async def test_export_all_writes_every_study(runs, tmp_path, monkeypatch):
         for study in STUDY_MODULES:
             assert any(n.startswith(f"{study}_") for n in names), study
         assert not [s for s in seen if s[0] == "error"], seen
+        # the toast counts the files on disk (tables and grids of one name no longer collide)
+        assert any(f"wrote {len(names)} files in" in msg for _, msg in seen), seen
 
 
 async def test_export_to_an_unwritable_path_notifies_an_error(runs, tmp_path):
@@ -298,7 +309,8 @@ async def test_live_training_appends_checkpoints_and_the_pane_follows(tmp_path):
         await settle(app, pilot)
         assert screen.current_pane.STUDY == "embedding"
         assert not screen.training
-        assert screen.epochs == CHECKPOINTS
+        assert screen.epochs == checkpoints(runs, "live")
+        assert {0, 50, 100, 150, 200} <= set(screen.epochs)
         assert status_epoch(app) == 200  # followed every new checkpoint
         assert seen_epochs[-1] == 200 and len(set(seen_epochs)) >= 2
         assert screen.current_pane.result.epoch == 200

@@ -200,6 +200,33 @@ async def test_attention_pane_cycles_heads_and_targets(study_results):
         assert pane.export_target() is result.grids["head0_to_b"]
 
 
+# -- training ---------------------------------------------------------------------------------
+async def test_training_pane_marks_the_phase_ends_and_says_where_they_come_from(study_results):
+    from grok_engine.studies.curves import PHASES
+    from grok_tui.panes.training import TrainingPane, phase_marks
+
+    result = study_results["curves"]  # the tiny run: no progress cache yet when it was made
+    phases = StudyResult("curves", 6, tables={"phases": Table("phases", {
+        "phase": list(PHASES), "start_epoch": [0, 2, None], "end_epoch": [2, None, None]})},
+        scalars={"phases_source": "progress measures"})
+    assert phase_marks(phases) == [("memorization", 2)]  # the ends, not the starts
+    pane = TrainingPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(phases)
+        await pilot.pause(0.3)
+        assert "phase ends from progress measures: memorization 2" in static_text(
+            pane.query_one("#phases-label", Static))
+        pane.show(result)
+        await pilot.pause(0.3)
+        label = static_text(pane.query_one("#phases-label", Static))
+        marks = phase_marks(result)
+        if marks:
+            assert label.startswith(f"phase ends from {result.scalars['phases_source']}: ")
+        else:
+            assert label == "no grokking phase reached yet"
+
+
 # -- neurons ----------------------------------------------------------------------------------
 async def test_neurons_pane_ranks_neurons_and_asks_for_the_selected_one(study_results, tiny_context):
     result = study_results["neurons"]
@@ -219,8 +246,14 @@ async def test_neurons_pane_ranks_neurons_and_asks_for_the_selected_one(study_re
         summary = static_text(pane.query_one("#summary", Static))
         assert f"{probe.scalars['r2']:.4g}" in summary
         assert f"{result.scalars['n_above']} of {ranking.n_rows}" in summary
+        # a modular task: ranked by the fraction one frequency explains, not by |r|
+        assert result.scalars["ranked_by"] == "frequency_fraction"
+        assert "neurons have one frequency explaining > 85.0% of their variance" in summary
+        assert "|r|" not in summary
         info = static_text(pane.query_one("#neuron-info", Static))
         assert f"neuron {result.scalars['neuron']}" in info and f"{result.scalars['fit_r2']:.3g}" in info
+        assert (f"frequency {result.scalars['neuron_frequency']} explains "
+                f"{100 * result.scalars['neuron_frac_explained']:.1f}%") in info
 
         # Select the second-ranked neuron: the pane asks for it, the app recomputes.
         table.focus()
@@ -308,8 +341,13 @@ async def test_fourier_pane_shows_key_frequencies_and_norms(study_results):
     async with app.run_test(size=SIZE) as pilot:
         pane.show(result)
         await pilot.pause()
-        keys = ", ".join(str(k) for k in result.scalars["key_frequencies"])
-        assert f"key frequencies {keys}" in static_text(pane.query_one("#summary", Static))
+        summary = static_text(pane.query_one("#summary", Static))
+        if result.scalars["key_frequencies_found"]:
+            keys = ", ".join(str(k) for k in result.scalars["key_frequencies"])
+            assert f"key frequencies {keys} ·" in summary
+        else:  # 6 epochs: no clear drop, so none is key and the five largest shares are named
+            top = ", ".join(str(k) for k in result.scalars["top_frequencies"])
+            assert f"key frequencies none found (largest shares: {top}) ·" in summary
         bars = pane.query_one("#embedding_norms", BarPlot)
         assert bars.categories == [str(c) for c in result.tables["embedding_norms"].columns["component"]]
         assert bars.values["norm"] == pytest.approx(column(result.tables["embedding_norms"], "norm"))
