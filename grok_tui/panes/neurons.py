@@ -38,7 +38,7 @@ class NeuronsPane(StudyPane):
     BINDINGS = [NEXT_VIEW]
 
     DEFAULT_CSS = """
-    NeuronsPane #ranking { width: auto; max-width: 60%; }
+    NeuronsPane #ranking { width: auto; max-width: 68%; }
     NeuronsPane #neuron-info { height: auto; max-height: 2; padding: 0 1; }
     """
 

@@ -80,7 +80,8 @@ def test_grok_tui_in_tmux(tmp_path):
         with open(csv_path) as fh:
             header = next(csv.reader(fh))
         assert header == ["epoch", "train_loss", "test_loss", "train_acc", "test_acc"]
-        wait_for(session, r"wrote exports/tiny/curves_curves_table_epoch150\.csv")
+        # the toast, where a long path wraps onto its next line (after the toast's border)
+        wait_for(session, r"wrote(?: |[^\n]*\n[^\n]*▌ )exports/tiny/curves_curves_table_epoch150\.csv")
         keys(session, "q")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

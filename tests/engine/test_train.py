@@ -83,7 +83,7 @@ def test_checkpoint_events_are_snapshots(act_fn):
             copies.append(copy.deepcopy(event))
 
     Trainer(cfg).run(callback=keep)
-    assert [e.epoch for e in events] == [0, 10, 20, 30]
+    assert {0, 10, 20, 30} <= {e.epoch for e in events}  # and any dense checkpoints
     for event, then in zip(events, copies):
         assert float(event.resume["step"]) == event.epoch
         assert_weights_equal(event.weights, then.weights)
