@@ -259,7 +259,10 @@ class TrainingPane(StudyPane):
             parts.append("stopped (r resume, c more)")
         else:
             parts.append("done (c more)")
-        self.query_one("#train-label", Static).update("  ".join(parts))
+        # wrapped between parts, never inside one ("done (c" / "more)" at 80 columns)
+        label = self.query_one("#train-label", Static)
+        width = max(label.size.width, 20)
+        label.update(Text("\n").join(legend_lines([("", part, COLOURS[0]) for part in parts], width)))
         self.query_one("#phases-label", Static).update(self._phases_legend())
 
     def _phases_legend(self) -> Text:

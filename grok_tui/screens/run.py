@@ -329,6 +329,10 @@ class RunScreen(Screen):
         if _options_key(message.options) != _options_key(pane.options):
             return
         self.shown[message.study] = (message.epoch, _options_key(message.options))
+        if message.study == "progress":
+            # the curves study takes its phases from the progress cache this just filled:
+            # the Training pane recomputes them when next shown, so both panes agree
+            self.shown.pop("curves", None)
         pane.show(message.result)
         if pane is self.current_pane:
             self.call_after_refresh(self.focus_pane)

@@ -425,3 +425,25 @@ async def test_a_picked_neuron_and_head_stay_selected_across_checkpoints(runs):
         await settle(app, pilot)
         assert attention.result.epoch == 200 and attention.head == 1
         assert attention.query_one("#head_map").grid is attention.result.grids["head1_to_a"]
+
+
+async def test_the_training_pane_takes_its_phases_from_progress_once_they_exist(runs):
+    """The tiny run has no progress cache: Training starts from the accuracy fallback; once
+    the Progress pane has computed the measures, Training shows the same phases as it."""
+    from grok_engine.studies.curves import PHASES, SOURCE_ACCURACY, SOURCE_PROGRESS
+
+    app = GrokApp("tiny", runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert screen.panes["curves"].result.scalars["phases_source"] == SOURCE_ACCURACY
+        await pilot.press("7")
+        await settle(app, pilot)
+        await pilot.press("1")
+        await settle(app, pilot)
+        curves, progress = screen.panes["curves"].result, screen.panes["progress"].result
+        assert curves.scalars["phases_source"] == SOURCE_PROGRESS
+        for name in PHASES:  # the progress study's scalars give its phase ends
+            ends = dict(zip(curves.tables["phases"].columns["phase"],
+                            curves.tables["phases"].columns["end_epoch"]))
+            assert ends[name] == progress.scalars[f"{name}_end"], name
