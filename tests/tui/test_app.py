@@ -106,7 +106,7 @@ async def test_every_pane_follows_the_checkpoint(runs):
         await pilot.press("left")  # the visible (last) pane recomputes for epoch 150
         await settle(app, pilot)
         assert screen.shown[screen.current_pane.STUDY][0] == 150
-        assert screen.shown["curves"][0] == 200  # hidden panes wait until shown
+        assert screen.shown["embedding"][0] == 200  # hidden panes wait until shown
         await pilot.press("1")  # a pane shown again catches up with the checkpoint
         await settle(app, pilot)
         assert screen.panes["curves"].result.epoch == 150
