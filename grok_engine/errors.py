@@ -11,3 +11,27 @@ class GrokError(ValueError):
 
 class CorruptCheckpoint(GrokError):
     """A checkpoint file on disk is truncated or unreadable (named in the message)."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """What went wrong with a file, in words ("permission denied", "is a folder", ...),
+    never Python's errno text alone: a permission problem is not a missing file."""
+    import errno
+
+    words = {
+        errno.ENOENT: "does not exist",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EISDIR: "is a folder, not a file",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EROFS: "read-only file system",
+        errno.ENOSPC: "no space left on the device",
+        errno.ENAMETOOLONG: "file name too long",
+        errno.EEXIST: "already exists",
+    }
+    return words.get(exc.errno, exc.strerror or type(exc).__name__)
+
+
+def os_error(what: str, exc: OSError) -> "GrokError":
+    """A GrokError for ``exc`` met while doing ``what`` ("cannot read /x/config.json")."""
+    return GrokError(f"{what}: {describe_os_error(exc)}")

@@ -17,6 +17,7 @@ import argparse
 import atexit
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 EXIT_USAGE = 2
@@ -32,13 +33,23 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+EXIT_INTERRUPTED = 130
+
+
 def fail(message: str) -> int:
     print(f"grok-tui: {message}", file=sys.stderr)
     return EXIT_USAGE
 
 
+def nonempty(text: str) -> str:
+    """An argparse type: any text but the empty string (a path, a run id)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value is not allowed")
+    return text
+
+
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", default=None,
+    parser.add_argument("--runs-dir", default=None, type=nonempty,
                         help="folder of runs (default $GROK_TUI_RUNS_DIR or ./runs)")
 
 
@@ -46,14 +57,21 @@ def _positive_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
 
 
 def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+
+
+def _accuracy(text: str) -> float:
+    value = _number(text)
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy in (0, 1], e.g. 0.99")
+    return value
 
 
 # flag -> config field (flat name); type
@@ -88,12 +106,14 @@ def build_train_parser() -> Parser:
     parser.add_argument("--grokfast", dest="grokfast", action="store_true", default=None,
                         help="Grokfast EMA gradient filter (Lee et al. 2024)")
     parser.add_argument("--preset", default=None, help="notebook | fast (training settings)")
-    parser.add_argument("--config", default=None, help="a TOML file with [task] [model] [train]")
-    parser.add_argument("--resume", metavar="RUN", default=None,
-                        help="continue RUN from its last checkpoint (up to --epochs)")
-    parser.add_argument("--run-id", default=None, help="name of the new run's folder")
-    parser.add_argument("--stop-at-test-acc", type=_number, default=None, metavar="ACC",
-                        help="stop once test accuracy reaches ACC (e.g. 0.99)")
+    parser.add_argument("--config", default=None, type=nonempty,
+                        help="a TOML file with [task] [model] [train]")
+    parser.add_argument("--resume", metavar="RUN", default=None, type=nonempty,
+                        help="continue RUN from its last checkpoint (up to --epochs; flags that "
+                             "would change its config are refused)")
+    parser.add_argument("--run-id", default=None, type=nonempty, help="name of the new run's folder")
+    parser.add_argument("--stop-at-test-acc", type=_accuracy, default=None, metavar="ACC",
+                        help="stop once test accuracy reaches ACC, in (0, 1] (e.g. 0.99)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_runs_dir(parser)
     return parser
@@ -104,27 +124,106 @@ def _load_toml(path: str) -> dict:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
+    from grok_engine.errors import describe_os_error
+
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"--config {path!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path!r} is not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"grok-tui: --config {path!r}: {describe_os_error(exc)}") from None
+    except ValueError as exc:  # TOMLDecodeError, a binary file (UnicodeDecodeError)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UsageError(f"grok-tui: --config {path!r} is not valid TOML ({first})") from None
+
+
+def _config_file(path: str):
+    """The RunConfig of a TOML file, its errors prefixed with the file's name."""
+    from grok_engine.config import RunConfig
+    from grok_engine.errors import GrokError
+
+    try:
+        return RunConfig.from_dict(_load_toml(path))
+    except GrokError as exc:
+        raise GrokError(f"--config {path!r}: {exc}") from None
 
 
 def train_config_from_args(args: argparse.Namespace):
     """config file (or defaults) -> preset -> explicit flags."""
     from grok_engine.config import RunConfig, apply_preset
 
-    config = RunConfig.from_dict(_load_toml(args.config)) if args.config else RunConfig()
+    config = _config_file(args.config) if args.config else RunConfig()
     if args.preset:
         config = apply_preset(config, args.preset)
-    overrides = {dest: getattr(args, dest) for _flag, dest, _k, _h in TRAIN_FLAGS
-                 if getattr(args, dest) is not None}
-    if args.grokfast:
-        overrides["grokfast"] = True
+    overrides = {dest: value for dest, (_source, value) in flag_values(args).items()}
     return config.replace(**overrides) if overrides else config
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """config field -> (the flag as typed, its value), for the config flags given."""
+    given = {dest: (f"{flag} {getattr(args, dest)}", getattr(args, dest))
+             for flag, dest, _k, _h in TRAIN_FLAGS if getattr(args, dest) is not None}
+    if args.grokfast:
+        given["grokfast"] = ("--grokfast", True)
+    return given
+
+
+# Flags that --resume takes without changing what the run is: how far to train, where.
+RESUME_FREE = ("epochs", "device")
+
+
+def resume_conflicts(args: argparse.Namespace, config) -> list[str]:
+    """What --config, --preset and the flags ask for that differs from the run's ``config``,
+    one "FLAG (the run has FIELD=VALUE)" each; flags equal to the stored value pass."""
+    from grok_engine.config import PRESETS, apply_preset
+
+    stored = {k: v for section in config.to_dict().values() for k, v in section.items()}
+    asked: dict[str, tuple[str, Any]] = {}
+    if args.config:
+        raw = _load_toml(args.config)
+        from_file = _config_file(args.config).to_dict()
+        for name, section in raw.items():
+            for key in section if isinstance(section, dict) else ():
+                asked[key] = (f"--config {args.config} ({name}.{key})", from_file[name][key])
+    if args.preset:
+        apply_preset(config, args.preset)  # refuses an unknown preset
+        asked.update({k: (f"--preset {args.preset} ({k})", v) for k, v in PRESETS[args.preset].items()})
+    asked.update(flag_values(args))
+    return [f"{source} (the run has {key}={stored[key]!r})" for key, (source, value) in asked.items()
+            if key not in RESUME_FREE and value != stored[key]]
+
+
+def runs_folder(runs_dir: str | None, writing: bool = False):
+    """The runs folder (--runs-dir, $GROK_TUI_RUNS_DIR or ./runs), refused with GrokError when
+    it is a file, or, for ``writing``, when a new run cannot be created in it. Nothing is
+    created here: a folder that does not exist yet is made with the first run."""
+    from grok_engine.errors import GrokError, describe_os_error
+    from grok_engine.store import default_runs_dir
+
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    name = f"--runs-dir {runs_dir!r}" if runs_dir is not None else f"the runs folder {str(root)!r}"
+    existing = root
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent  # the nearest folder that exists: the run goes below it
+    try:
+        is_dir = existing.is_dir()
+    except OSError as exc:
+        raise GrokError(f"{name}: {describe_os_error(exc)}") from None
+    if not is_dir:
+        what = "is a file, not a folder" if existing == root else f"is inside {str(existing)!r}, a file"
+        raise GrokError(f"{name} {what}")
+    if writing:
+        if _read_only_fs(existing):
+            raise GrokError(f"{name} cannot take a new run: read-only file system")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise GrokError(f"{name} cannot take a new run: permission denied on {str(existing)!r}")
+    return root
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write itself will tell
+        return False
 
 
 def cmd_train(argv: Sequence[str]) -> int:
@@ -142,15 +241,19 @@ def cmd_runs(argv: Sequence[str]) -> int:
     parser = Parser(prog="grok-tui runs", description="List runs.")
     _add_runs_dir(parser)
     args = parser.parse_args(argv)
+    from grok_engine.errors import GrokError
     from grok_tui.headless import print_runs
 
-    return print_runs(args.runs_dir)
+    try:
+        return print_runs(runs_folder(args.runs_dir))
+    except GrokError as exc:
+        return fail(str(exc))
 
 
 def cmd_import(argv: Sequence[str]) -> int:
     parser = Parser(prog="grok-tui import", description="Import a notebook .pth save file.")
-    parser.add_argument("file", metavar="FILE.pth")
-    parser.add_argument("--run-id", default=None)
+    parser.add_argument("file", metavar="FILE.pth", type=nonempty)
+    parser.add_argument("--run-id", default=None, type=nonempty)
     _add_runs_dir(parser)
     args = parser.parse_args(argv)
     from grok_engine.errors import GrokError
@@ -158,7 +261,8 @@ def cmd_import(argv: Sequence[str]) -> int:
     from grok_engine.store import RunStore
 
     try:
-        run = import_notebook(args.file, RunStore(args.runs_dir), run_id=args.run_id)
+        store = RunStore(runs_folder(args.runs_dir, writing=True))
+        run = import_notebook(args.file, store, run_id=args.run_id)
     except GrokError as exc:
         return fail(str(exc))
     s = run.summary()
@@ -198,11 +302,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before a command took it over (importing torch)
+        print("grok-tui: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `grok-tui runs | head -1`: the reader has what it wanted
+        return 0
+    except OSError as exc:  # the files or folders given: one line, never a traceback
+        from grok_engine.errors import describe_os_error
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(f"{where}{describe_os_error(exc)}")
 
 
 def entry() -> None:
     """Console-script entry point."""
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # a Ctrl-C in the instant main returns
+        code = EXIT_INTERRUPTED
     if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
         _exit_now(code)
     sys.exit(code)
