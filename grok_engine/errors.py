@@ -29,7 +29,16 @@ def describe_os_error(exc: OSError) -> str:
         errno.ENAMETOOLONG: "file name too long",
         errno.EEXIST: "already exists",
     }
-    return words.get(exc.errno, exc.strerror or type(exc).__name__)
+    if exc.errno in words:
+        return words[exc.errno]
+    # some libraries (safetensors) raise the subclass without an errno
+    by_class = ((FileNotFoundError, errno.ENOENT), (PermissionError, errno.EACCES),
+                (IsADirectoryError, errno.EISDIR), (NotADirectoryError, errno.ENOTDIR),
+                (FileExistsError, errno.EEXIST))
+    for klass, code in by_class:
+        if isinstance(exc, klass):
+            return words[code]
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def os_error(what: str, exc: OSError) -> "GrokError":

@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Middle
+from textual.content import Content
 from textual.widgets import LoadingIndicator, Static
 
 from grok_tui import heap
@@ -81,6 +82,12 @@ class GrokApp(App):
     def on_mount(self) -> None:
         self.load_engine()
 
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast of the app is plain text: its messages carry run ids, paths and
+        file contents, which are data, never markup (``markup`` is ignored)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     def on_unmount(self) -> None:
         heap.thaw()
 
@@ -107,7 +114,7 @@ class GrokApp(App):
     def on_engine_loaded(self, message: EngineLoaded) -> None:
         self.store = message.store
         self.query_one("#boot-text", Static).update(
-            f"grok-tui — runs in {self.runs_dir}  ·  o: runs  ·  n: new run  ·  q: quit")
+            Content(f"grok-tui — runs in {self.runs_dir}  ·  o: runs  ·  n: new run  ·  q: quit"))
         self.query_one("#boot-spinner").display = False
         if message.run is not None:
             self.show_run(message.run, train=self.train_on_open)
@@ -118,7 +125,7 @@ class GrokApp(App):
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.query_one("#boot-spinner").display = False
-        self.query_one("#boot-text", Static).update(f"grok-tui: {message.message}")
+        self.query_one("#boot-text", Static).update(Content(f"grok-tui: {message.message}"))
         self.notify(message.message, severity="error")
 
     # -- screens -------------------------------------------------------------------------
@@ -172,7 +179,11 @@ class GrokApp(App):
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def list_runs(self) -> None:
-        summaries = self.store.summaries()
+        try:
+            summaries = self.store.summaries()
+        except Exception as exc:  # noqa: BLE001 - the runs folder itself cannot be read
+            self.post_message(EngineFailed(str(exc) or type(exc).__name__))
+            return
         self.call_from_thread(self.push_screen,
                               RunPickerScreen(summaries, str(self.runs_dir)), self._picked)
 

@@ -8,6 +8,7 @@ epoch, writes a checkpoint and returns, so the run is kept and can be resumed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import signal
 import threading
@@ -205,42 +206,45 @@ def runs_table(summaries: list, title: Text, compact: bool = False) -> Table:
     return table
 
 
-def _fits(console: Console, table: Table, natural: bool) -> bool:
-    """Whether ``table`` shows without Rich cropping it: at its natural width, or (not
-    ``natural``) with its id column folded as narrow as its longest word allows."""
+ID_MIN = 10  # the narrowest the id column folds to before the layout goes to lines
+
+
+def _fits(console: Console, summaries: list, compact: bool, fold_ids: bool) -> bool:
+    """Whether the table fits the terminal without Rich cropping a cell: at its natural
+    width, or with ids folded to ID_MIN characters (``fold_ids``)."""
     from rich.measure import Measurement
 
-    wide = console.options.update_width(100_000)
-    m = Measurement.get(console, wide, table)
-    return (m.maximum if natural else m.minimum) <= console.width
+    if fold_ids:
+        summaries = [dataclasses.replace(s, id=s.id[:ID_MIN]) for s in summaries]
+    table = runs_table(summaries, Text(""), compact)
+    return Measurement.get(console, console.options.update_width(100_000), table).maximum <= console.width
 
 
 def print_runs(root) -> int:
-    """``grok-tui runs``: every run of ``root`` in a table that fits the terminal (boxed,
-    else compact, else one line per run); a run that cannot be read is a row marked
-    "unreadable" and one line below the table naming the file and the problem."""
+    """``grok-tui runs``: every run of ``root`` in the widest layout that fits the terminal
+    (the boxed table, a compact one, either with ids folded, else a few lines per run): no
+    cell is ever cut. A run that cannot be read is a row marked "unreadable" and one line
+    below naming the file and the problem."""
     from grok_engine.store import RunStore
 
     store = RunStore(root)
     summaries = store.summaries()
     console = Console()
     if not summaries:
-        console.print(Text(f"no runs in {store.root} (start one with: grok-tui train)"), soft_wrap=True)
+        console.print(Text(f"no runs in {store.root} (start one with: grok-tui train)"))
         return 0
     title = Text(f"runs in {store.root}")
-    table = runs_table(summaries, title)
-    if not _fits(console, table, natural=True):
-        table = runs_table(summaries, title, compact=True)
-    if _fits(console, table, natural=False):
-        console.print(table)
-    else:  # too narrow even for the compact table: a line per run, wrapped by the terminal
-        console.print(title, soft_wrap=True)
+    layouts = [(compact, fold) for fold in (False, True) for compact in (False, True)]
+    layout = next((c, f) for c, f in layouts + [(None, None)] if c is None or _fits(console, summaries, c, f))
+    if layout[0] is not None:
+        console.print(runs_table(summaries, title, compact=layout[0]))
+    else:  # too narrow for any table: a run per paragraph, wrapped by Rich, never cut
+        console.print(title)
         for s in summaries:
-            cells = run_cells(s)
-            console.print(Text("  ").join(Text(f"{name} ") + cell for name, cell
-                                          in zip(COMPACT_COLUMNS, cells)), soft_wrap=True)
+            console.print(Text("  ").join(Text(f"{name} ") + cell
+                                          for name, cell in zip(COMPACT_COLUMNS, run_cells(s))))
     for s in summaries:
-        if s.error:
+        if s.error:  # one line each: the terminal wraps it
             console.print(Text(f"unreadable run {s.id}: {s.error}", style="red"), soft_wrap=True)
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
 from grok_engine.results import StudyResult, Table
@@ -265,5 +266,5 @@ class TrainingPane(StudyPane):
             parts.append("stopped (r resume, c more)")
         else:
             parts.append("done (c more)")
-        self.query_one("#train-label", Static).update("  ".join(parts))
-        self.query_one("#phases-label", Static).update(self._note)
+        self.query_one("#train-label", Static).update(Content("  ".join(parts)))
+        self.query_one("#phases-label", Static).update(Content(self._note))  # may hold a path
