@@ -153,8 +153,9 @@ class GrokApp(App):
     def open_run_id(self, run_id: str) -> None:
         try:
             run = self.store.open(run_id)
-        except Exception as exc:  # noqa: BLE001
-            self.post_message(EngineFailed(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - said in a toast; the picker comes back
+            self.post_message(EngineFailed(str(exc) or type(exc).__name__))
+            self.call_from_thread(self.list_runs)
             return
         self.call_from_thread(self.show_run, run)
 

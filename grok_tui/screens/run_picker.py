@@ -1,8 +1,9 @@
 """The run picker: every run in the runs folder, one row each (RunStore.summaries()).
 
 A run that cannot be read is listed too, marked "unreadable", with one line below the
-table naming the file and the problem; Enter on it says why instead of opening it. Run ids,
-paths and error texts are shown as plain text, never as markup.
+table naming the file and the problem (Enter still tries it: a run with bad metrics opens
+its checkpoints; one without a readable config is refused with its reason and the picker
+comes back). Run ids, paths and error texts are shown as plain text, never as markup.
 """
 
 from __future__ import annotations
@@ -73,23 +74,14 @@ class RunPickerScreen(Screen):
         self.query_one("#picker-note", Static).update(Content(f"{note}  ·  Enter open  ·  n new run"))
         table.focus()
 
-    def _open(self, run_id: str | None) -> None:
-        """Dismiss with ``run_id``, unless that run cannot be read: then say why and stay."""
-        summary = next((s for s in self.summaries if s.id == run_id), None)
-        if summary is not None and summary.error:
-            self.notify(f"run {summary.id} cannot be opened: {summary.error}", severity="error",
-                        markup=False)
-            return
-        self.dismiss(run_id)
-
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self._open(event.row_key.value)
+        self.dismiss(event.row_key.value)
 
     def action_open(self) -> None:
         table = self.query_one(DataTable)
         if table.row_count:
-            self._open(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+            self.dismiss(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def action_new(self) -> None:
         self.dismiss(NEW_RUN)

@@ -10,18 +10,20 @@ with its traceback and exits 1, exactly as the interpreter would.
 ROWS.json: a list of {"argv": [...], "cwd": str, "env": {...}, "unprivileged": bool}.
 A row marked ``unprivileged`` runs as user ``nobody`` when the driver is root, so that a
 file's permissions apply to it. Writes OUT_DIR/<i>.out and <i>.err per row and prints one
-JSON line: per row, the exit code and the paths under WATCH_DIR that the row added,
-removed or changed.
+JSON line: per row, the exit code (-14 when it ran past ROW_TIMEOUT_S) and the paths under
+WATCH_DIR that the row added, removed or changed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 
 NOBODY = 65534
+ROW_TIMEOUT_S = 60  # a row that trains by mistake is killed (SIGALRM), not waited for
 
 
 def snapshot(root: str) -> dict[str, tuple[int, int]]:
@@ -38,9 +40,10 @@ def snapshot(root: str) -> dict[str, tuple[int, int]]:
     return seen
 
 
-def warm_imports() -> None:
+def warm_imports(studies: bool) -> None:
     """Everything a row may import lazily: a child running as nobody may not be able to
-    read the interpreter's own files."""
+    read the interpreter's own files. ``studies``: what running the studies imports too
+    (transformer_lens, scikit-learn: seconds)."""
     import errno  # noqa: F401
 
     try:
@@ -63,10 +66,15 @@ def warm_imports() -> None:
     import grok_tui.cli  # noqa: F401
     import grok_tui.export_cli  # noqa: F401
     import grok_tui.headless  # noqa: F401
-    from grok_engine.studies import STUDY_MODULES, get_study
+    if studies:
+        import sklearn.linear_model  # noqa: F401 - the probe study's, imported when it runs
+        import sklearn.model_selection  # noqa: F401
 
-    for name in STUDY_MODULES:
-        get_study(name)
+        import grok_engine.model  # noqa: F401
+        from grok_engine.studies import STUDY_MODULES, get_study
+
+        for name in STUDY_MODULES:
+            get_study(name)
 
 
 def run_row(i: int, row: dict, out_dir: str) -> None:
@@ -76,6 +84,7 @@ def run_row(i: int, row: dict, out_dir: str) -> None:
     os.dup2(out, 1)
     os.dup2(err, 2)
     code = 1
+    signal.alarm(ROW_TIMEOUT_S)
     try:
         os.chdir(row["cwd"])
         os.environ.update(row.get("env", {}))
@@ -103,7 +112,7 @@ def main() -> None:
     rows_path, out_dir, watch = sys.argv[1:4]
     with open(rows_path) as fh:
         rows = json.load(fh)
-    warm_imports()
+    warm_imports(studies=any(row["argv"][:1] == ["export"] and row.get("unprivileged") for row in rows))
     results = []
     before = snapshot(watch)
     for i, row in enumerate(rows):

@@ -273,3 +273,23 @@ def test_every_bad_input_is_one_line_exit_2_and_leaves_nothing(world, tmp_path):
         if problems:
             failures.append(f"{argv[:6]}: {', '.join(problems)}: {err.strip()[-300:]!r}")
     assert not failures, f"{len(failures)} of {len(table)} rows:\n" + "\n".join(failures)
+
+
+def test_export_writes_only_under_out_even_from_a_read_only_run(world, tmp_path):
+    """Export keeps its progress cache to itself when --out is elsewhere, so a read-only run
+    (a copy with read-only folders, read by nobody) exports like any other."""
+    root, _ = world
+    ro_runs = root / "ro_runs"
+    shutil.copytree(root / "runs" / "A", ro_runs / "A")
+    make_readable(ro_runs)
+    for folder, _dirs, _files in os.walk(ro_runs):
+        os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    outs = [root / "cwd" / "as_owner", root / "cwd" / "read_only"]
+    rows = [{"argv": ["export", "A", "--study", "progress", "--out", str(out),
+                      "--runs-dir", str(ro_runs if ro else root / "runs")],
+             "cwd": str(root / "cwd"), "unprivileged": ro} for out, ro in zip(outs, (False, True))]
+    for result, out in zip(run_rows(rows, root, tmp_path), outs):
+        assert result["code"] == 0 and result["err"] == "", result["err"]
+        assert "wrote" in result["out"] and (out / "progress_measures.csv").is_file()
+        assert result["changed"] and all(Path(p).is_relative_to(out) for p in result["changed"]), \
+            result["changed"]
