@@ -137,11 +137,11 @@ def metrics_from_tensors(tensors: dict[str, torch.Tensor], path: Path) -> Metric
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"{n} {k}" for n, k in lengths.items())
         raise GrokError(f"{path} is corrupt: its columns differ in length ({shown})")
-    epoch = tensors["epoch"].to(torch.float64).numpy()
-    if not np.array_equal(epoch, np.arange(1, len(epoch) + 1)):
+    epoch = tensors["epoch"]
+    if epoch.is_floating_point() or not torch.equal(epoch.long(), torch.arange(1, len(epoch) + 1)):
         raise GrokError(f"{path} is corrupt: its epochs are not 1, 2, ..., {len(epoch)}")
-    return Metrics(epoch.astype(np.int64),
-                   *(tensors[n].to(torch.float64).numpy() for n in METRIC_NAMES))
+    # as saved (int64 epochs, float64 values): no copies
+    return Metrics(epoch.long().numpy(), *(tensors[n].double().numpy() for n in METRIC_NAMES))
 
 
 def check_split(train: torch.Tensor, test: torch.Tensor, n_rows: int, where: str) -> None:

@@ -203,16 +203,31 @@ class GrokApp(App):
 
 
 def run_exists(runs_dir: Path, run_id: str) -> bool:
-    """Cheap check before the app starts (no torch): the run folder has its config.json."""
-    return "/" not in run_id and run_id not in (".", "..") and (runs_dir / run_id / "config.json").is_file()
+    """Cheap check before the app starts (no torch): the run folder has a config.json, or
+    cannot be looked into (then the app opens it and says why it cannot be read)."""
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        return False
+    try:
+        os.lstat(runs_dir / run_id / "config.json")
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:  # permission denied: not the same as missing
+        return True
+    return True
+
+
+def _run_ids(root: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in root.iterdir() if not e.name.startswith(".") and run_exists(root, e.name))
+    except OSError:  # not a folder, or not readable: the app says so when it lists runs
+        return []
 
 
 def run_app(run_id: str | None, runs_dir: str | None) -> int:
     """Run the app; an unknown RUN is refused with one line and exit code 2 before it starts."""
     root = resolve_runs_dir(runs_dir)
     if run_id is not None and not run_exists(root, run_id):
-        have = sorted(e.name for e in root.iterdir() if (e / "config.json").is_file()) \
-            if root.is_dir() else []
+        have = _run_ids(root)
         shown = ", ".join(have[:10]) + (" ..." if len(have) > 10 else "")
         print(f"grok-tui: run {run_id!r} does not exist in {root}: have {shown or 'no runs'}",
               file=sys.stderr)

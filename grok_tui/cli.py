@@ -212,11 +212,19 @@ def runs_folder(runs_dir: str | None, writing: bool = False):
         what = "is a file, not a folder" if existing == root else f"is inside {str(existing)!r}, a file"
         raise GrokError(f"{name} {what}")
     if writing:
-        if _read_only_fs(existing):
-            raise GrokError(f"{name} cannot take a new run: read-only file system")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise GrokError(f"{name} cannot take a new run: permission denied on {str(existing)!r}")
+        check_writable(existing, f"{name} cannot take a new run")
     return root
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """GrokError "WHAT: read-only file system" or "...: permission denied" unless files can
+    be created in ``folder`` (checked before anything is written, not found out midway)."""
+    from grok_engine.errors import GrokError
+
+    if _read_only_fs(folder):
+        raise GrokError(f"{what}: read-only file system")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise GrokError(f"{what}: permission denied on {str(folder)!r}")
 
 
 def _read_only_fs(path: Path) -> bool:

@@ -32,7 +32,7 @@ def open_for_resume(args: argparse.Namespace, store):
     """The run --resume names, its trainer and the epoch to train to; refused (GrokError)
     when a flag would change its config, --run-id is given, or --epochs is below the
     epochs done. A new --epochs is written to the run's config only once all else passed."""
-    from grok_tui.cli import resume_conflicts
+    from grok_tui.cli import check_writable, resume_conflicts
 
     run = store.open(args.resume)
     if args.run_id is not None:
@@ -46,6 +46,7 @@ def open_for_resume(args: argparse.Namespace, store):
     if args.epochs is not None and args.epochs < done:
         raise GrokError(f"--epochs {args.epochs} is below the {done} epochs run {run.id} has "
                         f"done: give {done} or more")
+    check_writable(run.path, f"run {run.id} cannot be trained further")
     trainer = run.trainer(device=args.device)  # reads and checks the split, weights, resume state
     if args.epochs is not None and args.epochs != run.config.train.epochs:
         # continuing for more epochs is a change of plan, recorded in the run's config

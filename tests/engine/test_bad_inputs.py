@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ NUMERIC_FLAGS = {
     "--n-heads": ("x", "0"), "--d-model": ("x", "0"), "--d-head": ("x", "-3"),
     "--d-mlp": ("x", "65537"),
 }
+READ_ONLY_FOLDER = 0o555
 CHOICE_FLAGS = {"--task": "mod_pow", "--act-fn": "tanh", "--normalization": "RMS",
                 "--device": "tpu", "--preset": "turbo"}
 
@@ -99,7 +99,8 @@ def bad_notebook_files(folder: Path) -> dict[str, tuple[str, dict | object]]:
 
 @pytest.fixture(scope="module")
 def world():
-    """A folder tree with a good run, broken runs, bad files, and permission traps."""
+    """A folder tree with a good run (and a read-only copy), broken runs, bad files, and
+    permission traps."""
     root = Path(tempfile.mkdtemp(prefix="grok-bad-inputs-"))
     runs = root / "runs"
     store = RunStore(runs)
@@ -134,7 +135,10 @@ def world():
     (root / "cwd").mkdir()
     (root / "ro").mkdir()
     (root / "closed").mkdir()
+    shutil.copytree(run.path, root / "ro_runs" / "A")
     make_readable(root)
+    for folder, _dirs, _files in os.walk(root / "ro_runs"):
+        os.chmod(folder, READ_ONLY_FOLDER)
     os.chmod(root / "cwd", 0o777)
     os.chmod(root / "ro", 0o555)
     os.chmod(root / "closed", 0o000)
@@ -189,6 +193,8 @@ def bad_rows(root: Path, pth_cases: dict) -> list[tuple[list[str], str, bool]]:
     train("--resume", "A", "--run-id", "B", needle="--run-id", runs_dir=runs)
     train("--resume", "A", "--preset", "fast", needle="--preset fast", runs_dir=runs)
     train("--resume", "A", "--config", str(files / "other_p.toml"), needle="task.p", runs_dir=runs)
+    train("--resume", "A", "--epochs", "40", needle="cannot be trained further: permission denied",
+          runs_dir=str(root / "ro_runs"), unprivileged=True)
     train("--resume", "split_bad", needle="test_indices", runs_dir=bad)
     train("--resume", "resume_bad", needle="exp_avg/embed.W_E", runs_dir=bad)
     train("--resume", "ckpt_bad", needle="epoch_000030.safetensors is corrupt", runs_dir=bad)
@@ -279,11 +285,7 @@ def test_export_writes_only_under_out_even_from_a_read_only_run(world, tmp_path)
     """Export keeps its progress cache to itself when --out is elsewhere, so a read-only run
     (a copy with read-only folders, read by nobody) exports like any other."""
     root, _ = world
-    ro_runs = root / "ro_runs"
-    shutil.copytree(root / "runs" / "A", ro_runs / "A")
-    make_readable(ro_runs)
-    for folder, _dirs, _files in os.walk(ro_runs):
-        os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    ro_runs = root / "ro_runs"  # read-only folders: run as nobody, nothing can be written
     outs = [root / "cwd" / "as_owner", root / "cwd" / "read_only"]
     rows = [{"argv": ["export", "A", "--study", "progress", "--out", str(out),
                       "--runs-dir", str(ro_runs if ro else root / "runs")],
