@@ -427,6 +427,10 @@ class Run:
             if self.checkpoint_epochs():
                 raise GrokError(f"run {self.id} cannot resume: no checkpoint has its optimizer "
                                 f"state in {self.path / 'resume'}")
+            if str(self.info.get("source", "")).startswith("import"):
+                # a half-made import: training it would start from fresh weights
+                raise GrokError(f"run {self.id} was imported without its checkpoints (an "
+                                f"unfinished import): remove {self.path} and import again")
             return Trainer(config, dataset=ds)
         last = ready[-1]
         return Trainer(config, weights=self.load_checkpoint(last),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -324,11 +325,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry point."""
+    headless = len(sys.argv) > 1 and sys.argv[1] in COMMANDS
     try:
         code = main()
+        if headless:  # the command's files are on disk: a Ctrl-C now changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:  # a Ctrl-C in the instant main returns
         code = EXIT_INTERRUPTED
-    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+    if headless:
         _exit_now(code)
     sys.exit(code)
 
@@ -337,7 +341,9 @@ def _exit_now(code: int) -> None:
     """Exit without the interpreter's teardown, which takes ~0.5 s once torch is loaded
     (measured on a 2-core CPU: longer than a 500-epoch run). Only after a headless
     command: it has closed every file it wrote and joined its writer thread, and it runs
-    no other thread. atexit handlers still run."""
+    no other thread. atexit handlers still run, deaf to Ctrl-C (a KeyboardInterrupt in one
+    prints a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

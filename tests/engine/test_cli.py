@@ -115,21 +115,29 @@ def test_train_resume_continues_a_run(runs_dir, capsys):
     assert "'nope'" in capsys.readouterr().err
 
 
+def endless_training(runs_dir: Path, run_id: str) -> subprocess.Popen:
+    """The real command training a tiny run for a million epochs (until interrupted)."""
+    return subprocess.Popen(
+        [*grok_tui_command(), "train", *TINY, "--epochs", "1000000", "--checkpoint-every", "100000",
+         "--quiet", "--run-id", run_id, "--runs-dir", str(runs_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
+
+
+def wait_for_training(proc: subprocess.Popen, run_dir: Path) -> None:
+    """Until checkpoint 0 and its metrics are written: from inside trainer.run, after the
+    SIGINT handler is set, so the loop is running."""
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.safetensors").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.02)
+
+
 def test_sigint_stops_cleanly_and_keeps_the_run(runs_dir):
     run_dir = runs_dir / "interrupted"
-    proc = subprocess.Popen(
-        [*grok_tui_command(), "train", *TINY, "--epochs", "1000000", "--checkpoint-every", "100000",
-         "--quiet", "--run-id", "interrupted", "--runs-dir", str(runs_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
+    proc = endless_training(runs_dir, "interrupted")
     try:
-        deadline = time.monotonic() + 60
-        # checkpoint 0 is written from inside trainer.run, after the SIGINT handler is set
-        while not (run_dir / "checkpoints" / "epoch_000000.safetensors").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "training never started"
-            time.sleep(0.05)
-        while not (run_dir / "metrics.safetensors").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)  # metrics of checkpoint 0 written: the loop is running
+        wait_for_training(proc, run_dir)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -203,21 +211,10 @@ def test_ctrl_c_handler_raises_once_and_only_inside_the_loop():
     handler(signal.SIGINT, None)  # any later one: ignored while the run is written
 
 
-def wait_for_training(proc, run_dir: Path) -> None:
-    deadline = time.monotonic() + 60
-    while not (run_dir / "metrics.safetensors").exists():  # checkpoint 0 written: in the loop
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "training never started"
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("gap_s", [0.0, 0.02, 0.2])
 def test_repeated_ctrl_c_never_prints_a_traceback(runs_dir, gap_s):
     run_dir = runs_dir / "twice"
-    proc = subprocess.Popen(
-        [*grok_tui_command(), "train", *TINY, "--epochs", "1000000", "--checkpoint-every", "100000",
-         "--quiet", "--run-id", "twice", "--runs-dir", str(runs_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
+    proc = endless_training(runs_dir, "twice")
     try:
         wait_for_training(proc, run_dir)
         for _ in range(3):

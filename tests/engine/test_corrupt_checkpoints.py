@@ -7,21 +7,13 @@ import shutil
 
 import pytest
 
-from grok_engine.config import RunConfig
 from grok_engine.store import RunStore
 from grok_engine.studies.progress import progress_measures
 from grok_tui.cli import main
 
-TINY = dict(task="mod_add", p=7, frac_train=0.5, n_heads=2, d_model=32, d_head=16, d_mlp=64,
-            epochs=40, checkpoint_every=10, device="cpu")
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    store = RunStore(tmp_path_factory.mktemp("trained") / "runs")
-    run = store.create(RunConfig().replace(**TINY), run_id="r")
-    run.trainer().run(callback=run)
-    return run
+def trained(tmp_path_factory, tiny_factory):
+    return tiny_factory.trained_run(tmp_path_factory.mktemp("trained") / "runs", "r", epochs=40, checkpoint_every=10)
 
 
 @pytest.fixture

@@ -13,14 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from grok_engine.config import RunConfig
 from grok_engine.errors import CorruptCheckpoint, GrokError
 from grok_engine.store import RunStore
 from grok_tui.cli import main
-
-TINY = dict(task="mod_add", p=7, frac_train=0.5, n_heads=2, d_model=32, d_head=16, d_mlp=64,
-            epochs=20, checkpoint_every=10, device="cpu")
-
 
 def rewrite(path: Path, edit) -> None:
     """Save the tensors of a safetensors file after ``edit(tensors)`` changed them."""
@@ -78,11 +73,8 @@ BREAKERS = {
 
 
 @pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    store = RunStore(tmp_path_factory.mktemp("good") / "runs")
-    run = store.create(RunConfig().replace(**TINY), run_id="good")
-    run.trainer().run(callback=run)
-    return run
+def good_run(tmp_path_factory, tiny_factory):
+    return tiny_factory.trained_run(tmp_path_factory.mktemp("good") / "runs", "good", epochs=20, checkpoint_every=10)
 
 
 @pytest.fixture
@@ -117,6 +109,13 @@ def test_reading_a_bad_file_raises_one_grok_error_naming_it(broken_store):
         broken_store.open("resume_no_moment").trainer()
     with pytest.raises(CorruptCheckpoint, match="does not exist"):
         broken_store.open("split_missing").dataset()
+    # a half-made import (from before imports were assembled aside) never trains from scratch
+    half = broken_store.root / "good"
+    shutil.rmtree(half / "checkpoints")
+    shutil.rmtree(half / "resume")
+    edit_config(half, lambda c: c.update(source="import:grokking.pth"))
+    with pytest.raises(GrokError, match="unfinished import"):
+        broken_store.open("good").trainer()
     # a bad metrics file hides no checkpoint
     assert broken_store.open("metrics_2d").checkpoint_epochs() == [0, 10, 20]
 
