@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
 SUBCOMMANDS = ("train", "runs", "import", "export")
 
 
@@ -32,9 +33,6 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage block
         raise UsageError(f"{self.prog}: {message}")
-
-
-EXIT_INTERRUPTED = 130
 
 
 def fail(message: str) -> int:
@@ -137,13 +135,14 @@ def _load_toml(path: str) -> dict:
         raise UsageError(f"grok-tui: --config {path!r} is not valid TOML ({first})") from None
 
 
-def _config_file(path: str):
-    """The RunConfig of a TOML file, its errors prefixed with the file's name."""
+def _config_file(path: str, raw: dict | None = None):
+    """The RunConfig of a TOML file (``raw``: its parsed tables, when already read), its
+    errors prefixed with the file's name."""
     from grok_engine.config import RunConfig
     from grok_engine.errors import GrokError
 
     try:
-        return RunConfig.from_dict(_load_toml(path))
+        return RunConfig.from_dict(_load_toml(path) if raw is None else raw)
     except GrokError as exc:
         raise GrokError(f"--config {path!r}: {exc}") from None
 
@@ -181,7 +180,7 @@ def resume_conflicts(args: argparse.Namespace, config) -> list[str]:
     asked: dict[str, tuple[str, Any]] = {}
     if args.config:
         raw = _load_toml(args.config)
-        from_file = _config_file(args.config).to_dict()
+        from_file = _config_file(args.config, raw).to_dict()
         for name, section in raw.items():
             for key in section if isinstance(section, dict) else ():
                 asked[key] = (f"--config {args.config} ({name}.{key})", from_file[name][key])

@@ -2,7 +2,10 @@
 
 The trainer reports events; this module is one listener (the progress bar) beside the run
 store (which persists checkpoints). Ctrl-C sets the trainer's stop flag: it finishes the
-epoch, writes a checkpoint and returns, so the run is kept and can be resumed.
+epoch, writes a checkpoint and returns, so the run is kept and can be resumed; a second
+Ctrl-C stops at once, keeping the checkpoints written so far. Nothing is created on disk
+before every check of the input has passed. Run ids, paths and error texts are printed as
+plain text (``rich.text.Text``), never as markup.
 """
 
 from __future__ import annotations
