@@ -42,5 +42,5 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def os_error(what: str, exc: OSError) -> "GrokError":
-    """A GrokError for ``exc`` met while doing ``what`` ("cannot read /x/config.json")."""
+    """A GrokError for ``exc`` met while doing ``what`` ("/x/config.json cannot be read")."""
     return GrokError(f"{what}: {describe_os_error(exc)}")

@@ -98,13 +98,25 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:120] if text else type(exc).__name__
 
 
+def _why_unopenable(path: Path, exc: OSError) -> str:
+    """Why ``path`` could not be opened. safetensors reports every failure to open as "No
+    such file or directory" (no errno): ask the OS what it was (permission denied, ...)."""
+    if exc.errno is None:
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except OSError as real:
+            return describe_os_error(real)
+    return describe_os_error(exc)
+
+
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a safetensors file; CorruptCheckpoint says whether the file is
     missing, not readable (permissions, a folder) or corrupt."""
     try:
         return load_file(str(path))
     except OSError as exc:
-        raise CorruptCheckpoint(f"cannot read {path}: {describe_os_error(exc)}") from None
+        raise CorruptCheckpoint(f"{path} cannot be read: {_why_unopenable(path, exc)}") from None
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CorruptCheckpoint(f"{path} is corrupt ({_first_line(exc)})") from None
 
@@ -117,7 +129,7 @@ def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         with safe_open(str(path), framework="pt") as fh:
             return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     except OSError as exc:
-        raise CorruptCheckpoint(f"cannot read {path}: {describe_os_error(exc)}") from None
+        raise CorruptCheckpoint(f"{path} cannot be read: {_why_unopenable(path, exc)}") from None
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CorruptCheckpoint(f"{path} is corrupt ({_first_line(exc)})") from None
 
@@ -227,7 +239,7 @@ class Run:
         except FileNotFoundError:
             raise GrokError(f"run {self.id!r} has no config.json in {self.path}") from None
         except OSError as exc:
-            raise os_error(f"cannot read {config_path}", exc) from None
+            raise os_error(f"{config_path} cannot be read", exc) from None
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit int
             raise GrokError(f"{config_path} is not valid JSON ({_first_line(exc)})") from None
         if not isinstance(raw, dict):

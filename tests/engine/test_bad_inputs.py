@@ -136,7 +136,9 @@ def world():
     (root / "ro").mkdir()
     (root / "closed").mkdir()
     shutil.copytree(run.path, root / "ro_runs" / "A")
+    shutil.copytree(run.path, root / "locked" / "A")
     make_readable(root)
+    os.chmod(root / "locked" / "A" / "checkpoints" / "epoch_000030.safetensors", 0o000)
     for folder, _dirs, _files in os.walk(root / "ro_runs"):
         os.chmod(folder, READ_ONLY_FOLDER)
     os.chmod(root / "cwd", 0o777)
@@ -233,6 +235,8 @@ def bad_rows(root: Path, pth_cases: dict) -> list[tuple[list[str], str, bool]]:
     export("A", "--study", "embedding", "--out", str(files / "plain.txt"), needle="is a file, not a folder")
     export("A", needle="is a file", runs_dir=str(files / "plain.txt"))
     export("ckpt_bad", "--study", "embedding", needle="is corrupt", runs_dir=bad)
+    rows.append((["export", "A", "--study", "embedding", "--runs-dir", str(root / "locked")],
+                 "epoch_000030.safetensors cannot be read: permission denied", True))
 
     rows.append((["nope", "--runs-dir", runs], "'nope' does not exist", False))
     rows.append((["--runs-dir", ""], "--runs-dir", False))

@@ -132,7 +132,7 @@ def test_permission_denied_is_not_reported_as_missing(broken_store, monkeypatch)
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     error = {s.id: s for s in broken_store.summaries()}["good"].error
-    assert error == f"cannot read {target}: permission denied"
+    assert error == f"{target} cannot be read: permission denied"
 
 
 def test_runs_command_lists_all_as_plain_text_and_fits_80_columns(broken_store, capsys, monkeypatch):
