@@ -20,6 +20,16 @@ TASKS = ("add", "mod_add", "mod_sub", "mod_mul", "mod_div", "poly")
 ACT_FNS = ("relu", "gelu")
 NORMALIZATIONS = ("none", "LN")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes an unsigned 64-bit seed
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error line stays one short line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit limit for str()
+        return f"<a {type(value).__name__} too long to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def is_prime(n: int) -> bool:
@@ -35,16 +45,16 @@ def is_prime(n: int) -> bool:
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise GrokError(f"{name}={value!r} is not an integer")
+        raise GrokError(f"{name}={short_repr(value)} is not an integer")
     if value < low or (high is not None and value > high):
         allowed = f">= {low}" if high is None else f"between {low} and {high}"
-        raise GrokError(f"{name}={value} is out of range: allowed {allowed}")
+        raise GrokError(f"{name}={short_repr(value)} is out of range: allowed {allowed}")
 
 
 def _check_float(name: str, value: Any, low: float, high: float | None = None,
                  open_low: bool = False, open_high: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise GrokError(f"{name}={value!r} is not a number")
+        raise GrokError(f"{name}={short_repr(value)} is not a number")
     too_low = value <= low if open_low else value < low
     too_high = high is not None and (value >= high if open_high else value > high)
     if too_low or too_high or value != value:
@@ -56,7 +66,7 @@ def _check_float(name: str, value: Any, low: float, high: float | None = None,
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise GrokError(f"{name}={value!r} is not allowed: choose one of {', '.join(choices)}")
+        raise GrokError(f"{name}={short_repr(value)} is not allowed: choose one of {', '.join(choices)}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ class TaskConfig:
         _check_choice("task", self.task, TASKS)
         _check_int("p", self.p, 2, 1000)
         _check_float("frac_train", self.frac_train, 0.0, 1.0, open_low=True, open_high=True)
-        _check_int("data_seed", self.data_seed, 0)
+        _check_int("data_seed", self.data_seed, 0, SEED_MAX)
         if self.task == "mod_div" and not is_prime(self.p):
             raise GrokError(f"p={self.p} is not prime: task mod_div needs a prime p")
         n_train = self.n_train
@@ -124,7 +134,7 @@ class ModelConfig:
         _check_int("d_mlp", self.d_mlp, 1, 65536)
         _check_choice("act_fn", self.act_fn, ACT_FNS)
         _check_choice("normalization", self.normalization, NORMALIZATIONS)
-        _check_int("seed", self.seed, 0)
+        _check_int("seed", self.seed, 0, SEED_MAX)
 
 
 @dataclass(frozen=True)
@@ -156,9 +166,9 @@ class TrainConfig:
         _check_int("eval_every", self.eval_every, 1)
         _check_choice("device", self.device, DEVICES)
         if not isinstance(self.freeze_biases, bool):
-            raise GrokError(f"freeze_biases={self.freeze_biases!r} is not allowed: true or false")
+            raise GrokError(f"freeze_biases={short_repr(self.freeze_biases)} is not allowed: true or false")
         if not isinstance(self.grokfast, bool):
-            raise GrokError(f"grokfast={self.grokfast!r} is not allowed: true or false")
+            raise GrokError(f"grokfast={short_repr(self.grokfast)} is not allowed: true or false")
 
 
 # Presets change training settings only; the task and model stay as given.
@@ -191,13 +201,18 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         """Build from a nested dict (config.json, a TOML file); unknown keys are refused."""
         if not isinstance(data, dict):
-            raise GrokError(f"config={data!r} is not a table of sections task/model/train")
+            raise GrokError(f"config={short_repr(data)} is not a table of sections task/model/train")
         unknown = set(data) - {"task", "model", "train"}
         if unknown:
             raise GrokError(f"config section {sorted(unknown)[0]!r} is unknown: allowed task, model, train")
         parts = {}
         for name, klass in (("task", TaskConfig), ("model", ModelConfig), ("train", TrainConfig)):
-            section = data.get(name, {}) or {}
+            section = data.get(name)
+            if section is None:
+                section = {}
+            if not isinstance(section, dict):
+                raise GrokError(f"config section {name!r} is {short_repr(section)}, not a table: write "
+                                f"[{name}] and its fields ({', '.join(field_names(klass))})")
             parts[name] = make_section(klass, section, prefix=name)
         return cls(**parts)
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from grok_engine.errors import GrokError
+from grok_engine.errors import GrokError, describe_os_error
 from grok_engine.results import Grid, StudyResult, Table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,12 +129,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _ensure_folder(folder: Path) -> None:
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise GrokError(f"cannot write into {folder}: it is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise GrokError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
-    if not folder.is_dir():
-        raise GrokError(f"cannot write into {folder}: it is not a folder")
+        raise GrokError(f"cannot create folder {folder}: {describe_os_error(exc)}") from None
 
 
 def write_csv(item: Table | Grid, path: str | os.PathLike) -> Path:
@@ -148,7 +148,7 @@ def write_csv(item: Table | Grid, path: str | os.PathLike) -> Path:
     try:
         _atomic_write_text(path, buf.getvalue())
     except OSError as exc:
-        raise GrokError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise GrokError(f"cannot write {path}: {describe_os_error(exc)}") from None
     return path
 
 
@@ -170,6 +170,13 @@ def export_result(result: StudyResult, folder: str | os.PathLike) -> list[Path]:
     return [write_csv(item, folder / name) for name, item in files]
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
 def export_all(ctx: "Context", folder: str | os.PathLike, studies: Iterable[str] | None = None,
                on_result: Callable[[StudyResult, list[Path]], None] | None = None) -> list[Path]:
     """Run ``studies`` (default: every registered study, in registry order) on ``ctx`` and
@@ -180,6 +187,8 @@ def export_all(ctx: "Context", folder: str | os.PathLike, studies: Iterable[str]
     Studies in :data:`NEEDS_RUN` read the run's metrics and checkpoints: by default they are
     left out when ``ctx.run`` is None; named explicitly without a run they raise GrokError.
     ``on_result(result, paths)`` is called after each study (the CLI prints its scalars).
+    Export writes only into ``folder``: the progress study's cache goes into the run folder
+    only when ``folder`` lies inside it (and then best-effort), so a read-only run exports.
     """
     from grok_engine.studies import STUDY_MODULES, run_study
 
@@ -193,11 +202,14 @@ def export_all(ctx: "Context", folder: str | os.PathLike, studies: Iterable[str]
             if name in NEEDS_RUN and ctx.run is None:
                 raise GrokError(f"study {name!r} needs a run (its metrics and checkpoints), "
                                 f"not bare weights")
+    save_cache = ctx.run is not None and _inside(Path(folder), ctx.run.path)
+    options = {"progress": {"save_cache": save_cache}}
     # the progress study first: it caches the measures the curves study's phases read
-    early = {"progress": run_study("progress", ctx)} if {"progress", "curves"} <= set(names) else {}
+    early = ({"progress": run_study("progress", ctx, **options["progress"])}
+             if {"progress", "curves"} <= set(names) else {})
     written: list[Path] = []
     for name in names:
-        result = early.pop(name, None) or run_study(name, ctx)
+        result = early.pop(name, None) or run_study(name, ctx, **options.get(name, {}))
         paths = export_result(result, folder)
         written.extend(paths)
         if on_result is not None:

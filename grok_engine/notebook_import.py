@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from grok_engine.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
-from grok_engine.errors import GrokError
-from grok_engine.store import Run, RunStore, strip_buffers
+from grok_engine.errors import GrokError, os_error
+from grok_engine.store import Run, RunStore, check_run_id, check_split, strip_buffers
 from grok_engine.tasks import all_pairs
 from grok_engine.train import Checkpoint, Metrics
+from grok_engine.weights import check_weights
 
 # Where HookedTransformerConfig lived when the file was pickled.
 CONFIG_PATHS = (
@@ -49,20 +54,44 @@ def _safe_globals() -> list:
     return allowed
 
 
+# Sentences of torch's refusal that advise loading the file unsafely or allow-listing what
+# it asks for: never repeated to the user.
+_UNSAFE_ADVICE = re.compile(r"weights_only|trusted source|file an issue|documentation|safe_globals|"
+                            r"allowlist|Weights only load failed", re.IGNORECASE)
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one short line, without
+    torch's advice to retry with ``weights_only=False`` or to allow-list a global."""
+    text = str(exc)
+    wanted = re.search(r"GLOBAL ([\w.]+)", text)
+    if wanted:
+        return (f"it asks for {wanted.group(1)}, which is never loaded: only tensors, plain "
+                f"containers and the notebook's config are")
+    kept = []
+    for line in text.splitlines():
+        line = line.split("WeightsUnpickler error:")[-1].strip()
+        if line and not _UNSAFE_ADVICE.search(line):
+            kept.append(line)
+    return " ".join(kept)[:160] or type(exc).__name__
+
+
 def load_notebook_file(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise GrokError(f"FILE={str(path)!r} does not exist or is not a file")
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            data = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol warnings: not the user's
+            with torch.serialization.safe_globals(_safe_globals()):
+                data = torch.load(fh, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise os_error(f"FILE {str(path)!r}", exc) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the file's fault
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise GrokError(f"{path} is not a notebook save file that loads safely ({first})") from None
+        raise GrokError(f"{path} is not a notebook save file that loads safely "
+                        f"({refusal_reason(exc)})") from None
     if not isinstance(data, dict):
         raise GrokError(f"{path} holds a {type(data).__name__}, not the notebook's dict")
-    missing = [k for k in ("model", "config", "checkpoints", "checkpoint_epochs")
-               if k not in data]
+    missing = [k for k in ("model", "config", "checkpoints", "checkpoint_epochs", "train_indices",
+                           "test_indices") if k not in data]
     if missing:
         raise GrokError(f"{path} lacks {', '.join(missing)}: not the notebook's save format")
     return data
@@ -105,39 +134,129 @@ def config_from_notebook(cfg: object, train_indices: torch.Tensor, n_epochs: int
     return RunConfig(task=task_cfg, model=model, train=train)
 
 
+def _indices(data: dict, key: str, path: Path) -> torch.Tensor:
+    try:
+        t = torch.as_tensor(data[key])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise GrokError(f"{path}: {key} is not a list of row numbers ({_first(exc)})") from None
+    if t.ndim != 1 or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise GrokError(f"{path}: {key} is not a list of row numbers "
+                        f"(dtype {t.dtype}, shape {tuple(t.shape)})")
+    return t.long()
+
+
+def _losses(data: dict, key: str, path: Path) -> np.ndarray:
+    try:
+        values = np.asarray(data.get(key, []), dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise GrokError(f"{path}: {key} is not a list of numbers ({_first(exc)})") from None
+    if values.ndim != 1:
+        raise GrokError(f"{path}: {key} has shape {values.shape}, expected one loss per epoch")
+    return values
+
+
+def _checkpoint_epochs(data: dict, n_epochs: int, path: Path) -> list[int]:
+    """The notebook's 0-based checkpoint epochs as our epochs (1-based: weights after the
+    step), refused unless they are integers, increasing, one per state, within the run."""
+    raw, states = data["checkpoint_epochs"], data["checkpoints"]
+    if not isinstance(states, (list, tuple)):
+        raise GrokError(f"{path}: checkpoints is a {type(states).__name__}, not a list of state dicts")
+    try:
+        values = [v.item() if isinstance(v, (torch.Tensor, np.generic)) else v for v in raw]
+    except (TypeError, ValueError, RuntimeError):
+        raise GrokError(f"{path}: checkpoint_epochs is not a list of epochs") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise GrokError(f"{path}: checkpoint_epochs holds {values[:5]!r}..., not whole epochs")
+    epochs = [v + 1 for v in values]
+    if len(epochs) != len(states):
+        raise GrokError(f"{path}: {len(epochs)} checkpoint_epochs for {len(states)} checkpoints")
+    if any(e < 1 for e in epochs) or any(b <= a for a, b in zip(epochs, epochs[1:])):
+        raise GrokError(f"{path}: checkpoint_epochs {values[:8]!r} are not increasing epochs >= 0")
+    if n_epochs and epochs and epochs[-1] > n_epochs:
+        raise GrokError(f"{path}: checkpoint epoch {values[-1]} is past the {n_epochs} epochs "
+                        f"of train_losses")
+    return epochs
+
+
+def _state(state: object, config: RunConfig, what: str, path: Path) -> dict[str, torch.Tensor]:
+    """A state dict of the file as float weights of ``config``'s model, or GrokError."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise GrokError(f"{path}: {what} is not a state dict of tensors")
+    weights = strip_buffers(state)
+    try:
+        check_weights(weights, config.task, config.model)
+    except ValueError as exc:
+        raise GrokError(f"{path}: {what} does not fit the file's config ({exc})") from None
+    if not all(v.is_floating_point() for v in weights.values()):
+        raise GrokError(f"{path}: {what} holds weights that are not floats")
+    return {k: v.float() for k, v in weights.items()}
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+
+
 def import_notebook(path: str | Path, store: RunStore, run_id: str | None = None) -> Run:
-    """Turn the notebook's save file into a run; returns it."""
+    """Turn the notebook's save file into a run; returns it. Every part of the file is
+    checked before anything is written, and the run is assembled in a hidden folder of
+    the runs folder and renamed into place: a bad file or a crash leaves no half-made run."""
+    path = Path(path)
+    if run_id is not None:
+        check_run_id(run_id)
+        if (store.root / run_id).exists():
+            raise GrokError(f"run {run_id!r} already exists in {store.root}")
     data = load_notebook_file(path)
-    train_idx = torch.as_tensor(data.get("train_indices", torch.zeros(0))).long()
-    test_idx = torch.as_tensor(data.get("test_indices", torch.zeros(0))).long()
-    train_losses = np.asarray(data.get("train_losses", []), dtype=np.float64)
-    test_losses = np.asarray(data.get("test_losses", []), dtype=np.float64)
-    ckpt_epochs = [int(e) + 1 for e in data["checkpoint_epochs"]]  # notebook stores epoch index
-    every = ckpt_epochs[0] if ckpt_epochs else max(1, len(train_losses))
-    config = config_from_notebook(data["config"], train_idx, len(train_losses), every)
-    final_weights = {k: v.float() for k, v in strip_buffers(data["model"]).items()}
-    config = _guess_task(config, final_weights)
-    if len(train_idx) + len(test_idx) != config.task.n_rows:
-        raise GrokError(f"{path}: train+test indices cover {len(train_idx) + len(test_idx)} rows, "
-                        f"expected {config.task.n_rows} for p={config.task.p}")
-    run = store.create(config, run_id=run_id or store.new_id(config).replace("-p", "-nb-p", 1),
-                       source=f"import:{Path(path).name}", split=(train_idx, test_idx))
-    metrics = _metrics_from_losses(train_losses, test_losses)
-    states = list(zip(ckpt_epochs, data["checkpoints"]))
+    train_idx = _indices(data, "train_indices", path)
+    test_idx = _indices(data, "test_indices", path)
+    train_losses = _losses(data, "train_losses", path)
+    test_losses = _losses(data, "test_losses", path)
+    if len(test_losses) > len(train_losses):
+        raise GrokError(f"{path}: {len(test_losses)} test_losses for {len(train_losses)} train_losses")
     final_epoch = len(train_losses)
+    ckpt_epochs = _checkpoint_epochs(data, final_epoch, path)
+    every = ckpt_epochs[0] if ckpt_epochs else max(1, final_epoch)
+    try:
+        config = config_from_notebook(data["config"], train_idx, final_epoch, every)
+    except (TypeError, ValueError) as exc:  # GrokError is a ValueError: keep its text
+        message = str(exc) if isinstance(exc, GrokError) else f"a field does not fit ({_first(exc)})"
+        raise GrokError(f"{path}: the file's config: {message}") from None
+    final_weights = _state(data["model"], config, "model", path)
+    config = _guess_task(config, final_weights)
+    check_split(train_idx, test_idx, config.task.n_rows, f"{path}: train/test indices")
+    states = [(e, _state(s, config, f"checkpoint {e - 1}", path)) for e, s in zip(ckpt_epochs, data["checkpoints"])]
     if final_epoch and (not ckpt_epochs or ckpt_epochs[-1] != final_epoch):
-        states.append((final_epoch, data["model"]))
-    weights_at = {}
-    for epoch, state in states:
-        weights_at[epoch] = {k: v.float() for k, v in strip_buffers(state).items()}
+        states.append((final_epoch, final_weights))
+
+    run_id = run_id or store.new_id(config).replace("-p", "-nb-p", 1)
+    staging = store.root / f".import-{os.getpid()}-{run_id}"
+    try:
+        run = RunStore(staging).create(config, run_id=run_id, source=f"import:{path.name}",
+                                       split=(train_idx, test_idx))
+        _write_run(run, config, states, train_losses, test_losses, (train_idx, test_idx))
+        target = store.root / run_id
+        try:
+            os.rename(run.path, target)  # atomic; refuses a folder made meanwhile under that id
+        except OSError as exc:
+            raise os_error(f"cannot move the imported run to {target}", exc) from None
+    except OSError as exc:
+        raise os_error(f"cannot write the imported run in {store.root}", exc) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Run(target)
+
+
+def _write_run(run: Run, config: RunConfig, states: list[tuple[int, dict[str, torch.Tensor]]],
+               train_losses: np.ndarray, test_losses: np.ndarray,
+               split: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Checkpoints (with the accuracy the notebook does not record) and metrics."""
+    metrics = _metrics_from_losses(train_losses, test_losses)
+    for epoch, weights in states:
         if 1 <= epoch <= len(metrics):  # accuracy at each checkpoint (the notebook has none)
-            metrics.train_acc[epoch - 1], metrics.test_acc[epoch - 1] = _accuracies(
-                config, weights_at[epoch], (train_idx, test_idx))
-    for epoch, weights in weights_at.items():
+            metrics.train_acc[epoch - 1], metrics.test_acc[epoch - 1] = _accuracies(config, weights, split)
+    for epoch, weights in states:
         run.write_checkpoint(Checkpoint(epoch, weights, {"epoch": torch.tensor(epoch)},
                                         metrics.truncate(epoch)))
     run.write_metrics(metrics)
-    return run
 
 
 def _metrics_from_losses(train_losses: np.ndarray, test_losses: np.ndarray) -> Metrics:

@@ -34,6 +34,7 @@ import json
 import os
 import re
 import threading
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,17 +44,35 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from grok_engine.config import RunConfig
-from grok_engine.errors import CorruptCheckpoint, GrokError, describe_os_error
+from grok_engine.config import RunConfig, short_repr
+from grok_engine.errors import CorruptCheckpoint, GrokError, describe_os_error, os_error
 from grok_engine.run_lock import RunLock
 from grok_engine.tasks import Dataset, all_pairs
 from grok_engine.train import METRIC_NAMES, Checkpoint, Diverged, Event, Metrics, Progress
-from grok_engine.weights import check_weights
+from grok_engine.weights import check_weights, is_bias, param_shapes
 
 RUNS_DIR_ENV = "GROK_TUI_RUNS_DIR"
 CHECKPOINT_RE = re.compile(r"^epoch_(\d+)\.safetensors$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DIVERGED_NAME = "diverged.json"
+
+RUN_ID_MAX = 100  # characters; a folder name must stay under NAME_MAX (255 bytes) with room
+
+
+def check_run_id(run_id: str) -> None:
+    """Refuse a new run's id that is not a safe, short folder name."""
+    if not RUN_ID_RE.match(run_id):
+        raise GrokError(f"run id {short_repr(run_id)} is not allowed: letters, digits, '.', '_', "
+                        f"'-', starting with a letter or digit")
+    if len(run_id) > RUN_ID_MAX:
+        raise GrokError(f"run id {run_id[:20]!r}... has {len(run_id)} characters: allowed at most "
+                        f"{RUN_ID_MAX}")
+
+
+def is_child_name(name: str) -> bool:
+    """A name that can only mean a folder directly inside the runs folder (no traversal)."""
+    seps = {"/", "\0", os.sep, os.altsep or "/"}
+    return bool(name) and name not in (".", "..") and not any(c in name for c in seps)
 
 
 def default_runs_dir() -> Path:
@@ -106,24 +125,109 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor],
     _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def _why_unopenable(path: Path, exc: OSError) -> str:
+    """Why ``path`` could not be opened. safetensors reports every failure to open as "No
+    such file or directory" (no errno): ask the OS what it was (permission denied, ...)."""
+    if exc.errno is None:
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        except OSError as real:
+            return describe_os_error(real)
+    return describe_os_error(exc)
+
+
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; CorruptCheckpoint says whether the file is
+    missing, not readable (permissions, a folder) or corrupt."""
     try:
         return load_file(str(path))
-    except OSError:
-        # safetensors reports every failure to open as "No such file or directory": ask
-        # the OS what it was (permission denied, a folder, ...)
-        raise CorruptCheckpoint(f"{path} cannot be read: {_why_unopenable(path)}") from None
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CorruptCheckpoint(f"{path} is unreadable ({str(exc).splitlines()[0][:120]})") from None
-
-
-def _why_unopenable(path: Path) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
     except OSError as exc:
-        return describe_os_error(exc)
-    return "the file system refused it"
+        raise CorruptCheckpoint(f"{path} cannot be read: {_why_unopenable(path, exc)}") from None
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CorruptCheckpoint(f"{path} is corrupt ({_first_line(exc)})") from None
+
+
+def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """key -> shape from a safetensors file's header, without reading its data."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except OSError as exc:
+        raise CorruptCheckpoint(f"{path} cannot be read: {_why_unopenable(path, exc)}") from None
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CorruptCheckpoint(f"{path} is corrupt ({_first_line(exc)})") from None
+
+
+def metrics_from_tensors(tensors: dict[str, torch.Tensor], path: Path) -> Metrics:
+    """Metrics from a metrics file's tensors, refused (naming ``path``) unless every column
+    is there, 1-D and of one length, and the epochs count 1, 2, ..., n."""
+    names = ("epoch",) + METRIC_NAMES
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise GrokError(f"{path} is corrupt: it lacks {', '.join(missing)}")
+    for name in names:
+        if tensors[name].ndim != 1:
+            raise GrokError(f"{path} is corrupt: {name} has shape {tuple(tensors[name].shape)}, "
+                            f"expected one value per epoch")
+    lengths = {n: len(tensors[n]) for n in names}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{n} {k}" for n, k in lengths.items())
+        raise GrokError(f"{path} is corrupt: its columns differ in length ({shown})")
+    epoch = tensors["epoch"]
+    if epoch.is_floating_point() or not torch.equal(epoch.long(), torch.arange(1, len(epoch) + 1)):
+        raise GrokError(f"{path} is corrupt: its epochs are not 1, 2, ..., {len(epoch)}")
+    # as saved (int64 epochs, float64 values): no copies
+    return Metrics(epoch.long().numpy(), *(tensors[n].double().numpy() for n in METRIC_NAMES))
+
+
+def check_split(train: torch.Tensor, test: torch.Tensor, n_rows: int, where: str) -> None:
+    """Refuse a split unless train and test are 1-D integer row numbers, both non-empty,
+    that together cover rows 0..n_rows-1 once each."""
+    for name, t in (("train_indices", train), ("test_indices", test)):
+        if t.ndim != 1 or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise GrokError(f"{where}: {name} is not a list of row numbers "
+                            f"(dtype {t.dtype}, shape {tuple(t.shape)})")
+        if len(t) == 0:
+            raise GrokError(f"{where}: {name} is empty")
+    rows = torch.cat([train.long(), test.long()])
+    if len(rows) != n_rows or not torch.equal(rows.sort().values, torch.arange(n_rows)):
+        raise GrokError(f"{where}: train ({len(train)}) and test ({len(test)}) rows do not cover "
+                        f"the {n_rows} rows of the task once each")
+
+
+def resume_layout(config: RunConfig) -> dict[str, tuple[int, ...]]:
+    """The trainer's optimizer parameters (frozen biases left out) and their shapes."""
+    freeze = config.train.freeze_biases
+    return {name: shape for name, shape in param_shapes(config.task, config.model)
+            if not (freeze and is_bias(name))}
+
+
+def check_resume(shapes: dict[str, tuple[int, ...]], config: RunConfig, epoch: int, path: Path) -> None:
+    """Refuse a resume state (key -> shape) that the trainer cannot continue from: a state
+    with a ``step`` needs both AdamW moments of every trained parameter, shaped like it."""
+    if "epoch" in shapes and shapes["epoch"] not in ((), (1,)):
+        raise GrokError(f"{path} is corrupt: epoch has shape {shapes['epoch']}")
+    if "step" not in shapes:
+        return  # no optimizer state (an imported run): the optimizer starts fresh
+    if shapes["step"] not in ((), (1,)):
+        raise GrokError(f"{path} is corrupt: step has shape {shapes['step']}")
+    for name, shape in resume_layout(config).items():
+        for key in (f"exp_avg/{name}", f"exp_avg_sq/{name}"):
+            if key not in shapes:
+                raise GrokError(f"{path} is corrupt: it lacks {key}")
+            if shapes[key] != shape:
+                raise GrokError(f"{path} is corrupt: {key} has shape {shapes[key]}, expected {shape}")
+        ema = f"grokfast_ema/{name}"
+        if ema in shapes and shapes[ema] != shape:
+            raise GrokError(f"{path} is corrupt: {ema} has shape {shapes[ema]}, expected {shape}")
 
 
 def with_buffers(weights: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
@@ -164,15 +268,20 @@ class Run:
         self.id = self.path.name
         config_path = self.path / "config.json"
         try:
-            raw = json.loads(config_path.read_text())
+            raw = json.loads(config_path.read_bytes())
         except FileNotFoundError:
             raise GrokError(f"run {self.id!r} has no config.json in {self.path}") from None
         except OSError as exc:
-            raise GrokError(f"{config_path} cannot be read: {describe_os_error(exc)}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise GrokError(f"{config_path} is unreadable ({exc})") from None
+            raise os_error(f"{config_path} cannot be read", exc) from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit int
+            raise GrokError(f"{config_path} is not valid JSON ({_first_line(exc)})") from None
+        if not isinstance(raw, dict):
+            raise GrokError(f"{config_path} holds a {type(raw).__name__}, not a run's config")
         self.info = {k: raw.pop(k) for k in ("id", "created", "source") if k in raw}
-        self.config = RunConfig.from_dict(raw)
+        try:
+            self.config = RunConfig.from_dict(raw)
+        except GrokError as exc:
+            raise GrokError(f"{config_path}: {exc}") from None
         self._dataset: Dataset | None = None
 
     # -- reading ---------------------------------------------------------------------
@@ -188,7 +297,7 @@ class Run:
         if not self.checkpoint_dir.is_dir():
             return []
         epochs = []
-        for entry in os.listdir(self.checkpoint_dir):
+        for entry in _listdir(self.checkpoint_dir):
             match = CHECKPOINT_RE.match(entry)
             if match:
                 epochs.append(int(match.group(1)))
@@ -207,6 +316,10 @@ class Run:
             check_weights(weights, self.config.task, self.config.model)
         except ValueError as exc:
             raise CorruptCheckpoint(f"{path} does not fit the run's config ({exc})") from None
+        bad = [k for k, v in weights.items() if not v.is_floating_point()]
+        if bad:
+            raise CorruptCheckpoint(f"{path} is corrupt: {bad[0]} holds {weights[bad[0]].dtype}, "
+                                    f"not floats")
         return weights
 
     def verify_checkpoints(self) -> list[str]:
@@ -219,29 +332,46 @@ class Run:
                 problems.append(str(exc))
         return problems
 
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.safetensors"
+
     def metrics(self) -> Metrics:
-        path = self.path / "metrics.safetensors"
-        if not path.exists():
+        """Per-epoch metrics (empty before the first checkpoint); GrokError naming the file
+        when it is unreadable, incomplete or inconsistent."""
+        path = self.metrics_path
+        if not _present(path):
             return Metrics()
-        tensors = _load_tensors(path)
-        return Metrics(**{k: tensors[k].numpy() for k in ("epoch",) + METRIC_NAMES})
+        return metrics_from_tensors(_load_tensors(path), path)
 
     def resume_epochs(self) -> list[int]:
         folder = self.path / "resume"
         if not folder.is_dir():
             return []
-        return sorted(int(m.group(1)) for e in os.listdir(folder) if (m := CHECKPOINT_RE.match(e)))
+        return sorted(int(m.group(1)) for e in _listdir(folder) if (m := CHECKPOINT_RE.match(e)))
+
+    def resume_path(self, epoch: int) -> Path:
+        return self.path / "resume" / f"epoch_{epoch:06d}.safetensors"
 
     def resume_state(self, epoch: int) -> dict[str, torch.Tensor]:
-        return _load_tensors(self.path / "resume" / f"epoch_{epoch:06d}.safetensors")
+        """The optimizer state saved with checkpoint ``epoch``, checked against the config."""
+        path = self.resume_path(epoch)
+        state = _load_tensors(path)
+        check_resume({k: tuple(v.shape) for k, v in state.items()}, self.config, epoch, path)
+        return state
 
     def dataset(self) -> Dataset:
         """The run's rows and its split as saved (imported runs keep the notebook's)."""
         if self._dataset is None:
+            path = self.path / "split.safetensors"
+            split = _load_tensors(path)
+            missing = [k for k in ("train_indices", "test_indices") if k not in split]
+            if missing:
+                raise GrokError(f"{path} is corrupt: it lacks {', '.join(missing)}")
+            train, test = split["train_indices"], split["test_indices"]
+            check_split(train, test, self.config.task.n_rows, f"{path} is corrupt")
             tokens, labels = all_pairs(self.config.task)
-            split = _load_tensors(self.path / "split.safetensors")
-            self._dataset = Dataset(self.config.task, tokens, labels,
-                                    split["train_indices"].long(), split["test_indices"].long())
+            self._dataset = Dataset(self.config.task, tokens, labels, train.long(), test.long())
         return self._dataset
 
     def diverged(self) -> dict[str, Any] | None:
@@ -258,16 +388,29 @@ class Run:
         except (ValueError, KeyError, TypeError):
             raise GrokError(f"{path} is unreadable (not a JSON object with an epoch)") from None
 
+    def check(self) -> Metrics:
+        """Raise GrokError naming the first run file that cannot be read or does not fit:
+        the metrics, the split, the newest resume state (its header only). Cheap enough
+        for a listing of runs; checkpoints are checked when loaded. Returns the metrics."""
+        metrics = self.metrics()
+        self.dataset()
+        ready = sorted(set(self.checkpoint_epochs()) & set(self.resume_epochs()))
+        if ready:
+            path = self.resume_path(ready[-1])
+            check_resume(_tensor_shapes(path), self.config, ready[-1], path)
+        return metrics
+
     def epochs_done(self) -> int:
         epochs = self.checkpoint_epochs()
         return epochs[-1] if epochs else 0
 
     def summary(self) -> RunSummary:
+        """The run's row in a listing; never raises: a problem goes into ``error``."""
         t = self.config.task
+        done = 0
         try:
-            m = self.metrics()
             done = self.epochs_done()
-            m = m.truncate(done)
+            m = self.check().truncate(done)
             train_acc = float(m.train_acc[-1]) if len(m) else float("nan")
             test_ok = m.test_acc[~np.isnan(m.test_acc)]
             test_acc = float(test_ok[-1]) if len(test_ok) else float("nan")
@@ -276,7 +419,7 @@ class Run:
             error = None
             diverged = self.diverged()
         except GrokError as exc:
-            done, train_acc, test_acc, grok, error = self.epochs_done(), float("nan"), float("nan"), None, str(exc)
+            train_acc, test_acc, grok, error = float("nan"), float("nan"), None, str(exc)
             diverged = None
         return RunSummary(self.id, t.task, t.p, done, self.config.train.epochs, train_acc,
                           test_acc, grok, str(self.info.get("created", "")), error,
@@ -296,8 +439,14 @@ class Run:
             return None  # a cache: recompute rather than fail
 
     def save_analysis(self, name: str, tensors: dict[str, torch.Tensor],
-                      metadata: dict[str, str] | None = None) -> None:
-        atomic_save_tensors(self.path / "analysis" / f"{name}.safetensors", tensors, metadata)
+                      metadata: dict[str, str] | None = None) -> bool:
+        """Cache an analysis beside the run; best-effort: False when the run folder cannot
+        be written (read-only, full), since the analysis can always be recomputed."""
+        try:
+            atomic_save_tensors(self.path / "analysis" / f"{name}.safetensors", tensors, metadata)
+        except OSError:
+            return False
+        return True
 
     # -- writing ---------------------------------------------------------------------
     def lock(self) -> RunLock:
@@ -340,27 +489,65 @@ class Run:
         elif not isinstance(event, Progress):  # pragma: no cover - future event types
             raise TypeError(type(event))
 
-    def trainer(self):
+    def trainer(self, device: str | None = None):
         """A Trainer positioned at this run's newest (checkpoint, resume state) pair (fresh
-        when it has none). ``write_checkpoint``'s order means metrics reach that epoch; if
-        they do not (files copied by hand), the missing epochs are NaN, never a gap."""
+        when it has none), on ``device`` (default: the config's). ``write_checkpoint``'s
+        order means metrics reach that epoch; if they do not (files copied by hand), the
+        missing epochs are NaN, never a gap."""
         from grok_engine.train import Trainer
 
         diverged = self.diverged()
         if diverged is not None:
             raise GrokError(f"run {self.id} diverged at epoch {diverged['epoch']} ({diverged['reason']}): "
                             f"resuming would repeat it; train a new run (e.g. a lower lr)")
+        config = self.config if device is None else self.config.replace(device=device)
         ds = self.dataset()
         ready = sorted(set(self.checkpoint_epochs()) & set(self.resume_epochs()))
         if not ready:
             if self.checkpoint_epochs():
                 raise GrokError(f"run {self.id} cannot resume: no checkpoint has its optimizer "
                                 f"state in {self.path / 'resume'}")
-            return Trainer(self.config, dataset=ds)
+            if str(self.info.get("source", "")).startswith("import"):
+                # a half-made import: training it would start from fresh weights
+                raise GrokError(f"run {self.id} was imported without its checkpoints (an "
+                                f"unfinished import): remove {self.path} and import again")
+            return Trainer(config, dataset=ds)
         last = ready[-1]
-        return Trainer(self.config, weights=self.load_checkpoint(last),
+        return Trainer(config, weights=self.load_checkpoint(last),
                        resume=self.resume_state(last), metrics=self.metrics().truncate(last).pad_to(last),
                        epoch=last, dataset=ds)
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError as exc:
+        raise os_error(f"cannot list {folder}", exc) from None
+
+
+def _present(path: Path) -> bool:
+    """Whether ``path`` exists; a path that cannot be looked at counts as present, so that
+    reading it reports why (permission denied) instead of passing it over as missing."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _config_state(run_dir: Path) -> str:
+    """"run" (a folder with config.json), "unreadable" (cannot tell) or "absent"."""
+    try:
+        if not run_dir.is_dir():
+            return "absent"
+        (run_dir / "config.json").stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return "absent"
+    except OSError:
+        return "unreadable"
+    return "run"
 
 
 class AsyncWriter:
@@ -452,19 +639,17 @@ class RunStore:
         self.root = Path(root) if root is not None else default_runs_dir()
 
     def run_ids(self) -> list[str]:
+        """Folders of the runs folder that hold a config.json, or that cannot be looked
+        into (listed, so that opening one says why it cannot be read)."""
         if not self.root.is_dir():
             return []
-        return sorted(e.name for e in self.root.iterdir()
-                      if e.is_dir() and (e / "config.json").exists())
+        return sorted(name for name in _listdir(self.root)
+                      if not name.startswith(".") and _config_state(self.root / name) != "absent")
 
     def open(self, run_id: str) -> Run:
         path = self.root / run_id
-        try:
-            present = bool(RUN_ID_RE.match(run_id)) and (path / "config.json").exists()
-        except OSError as exc:  # a folder we may not enter: say so, not "does not exist"
-            raise GrokError(f"run {run_id!r} in {self.root} cannot be read: {describe_os_error(exc)}") from None
-        if not present:
-            have = self.run_ids()
+        if not is_child_name(run_id) or _config_state(path) == "absent":
+            have = self.run_ids() if self.root.is_dir() else []
             shown = ", ".join(have[:10]) + (" ..." if len(have) > 10 else "")
             raise GrokError(f"run {run_id!r} does not exist in {self.root}: "
                             f"have {shown or 'no runs'}")
@@ -480,6 +665,8 @@ class RunStore:
         return Run(run.path)
 
     def summaries(self) -> list[RunSummary]:
+        """One row per run; a run that cannot be read is a row with ``error`` set, so one
+        bad run never hides the others."""
         out = []
         for run_id in self.run_ids():
             try:
@@ -503,8 +690,7 @@ class RunStore:
                split: tuple[torch.Tensor, torch.Tensor] | None = None) -> Run:
         """A new run folder with its config and split (the config's split by default)."""
         run_id = run_id or self.new_id(config)
-        if not RUN_ID_RE.match(run_id):
-            raise GrokError(f"run id {run_id!r} is not allowed: letters, digits, '.', '_', '-'")
+        check_run_id(run_id)
         path = self.root / run_id
         if path.exists():
             raise GrokError(f"run {run_id!r} already exists in {self.root}")
@@ -512,12 +698,19 @@ class RunStore:
             from grok_engine.tasks import split_indices
 
             split = split_indices(config.task)
-        path.mkdir(parents=True)
-        atomic_save_tensors(path / "split.safetensors",
-                            {"train_indices": split[0].long(), "test_indices": split[1].long()})
+        try:
+            path.mkdir(parents=True)
+        except OSError as exc:
+            raise os_error(f"cannot create the run folder {path}", exc) from None
         info: dict[str, Any] = {"id": run_id, "created": _dt.datetime.now().isoformat(timespec="seconds"),
                                 "source": source}
-        # config.json last: a folder without it is not (yet) a run
-        atomic_write_bytes(path / "config.json",
-                           json.dumps({**info, **config.to_dict()}, indent=2).encode())
+        try:
+            atomic_save_tensors(path / "split.safetensors",
+                                {"train_indices": split[0].long(), "test_indices": split[1].long()})
+            # config.json last: a folder without it is not (yet) a run
+            atomic_write_bytes(path / "config.json",
+                               json.dumps({**info, **config.to_dict()}, indent=2).encode())
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)  # no half-made run left behind
+            raise os_error(f"cannot write the run folder {path}", exc) from None
         return Run(path)

@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Middle
+from textual.content import Content
 from textual.widgets import LoadingIndicator, Static
 
 from grok_tui import heap
@@ -81,6 +82,12 @@ class GrokApp(App):
     def on_mount(self) -> None:
         self.load_engine()
 
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast of the app is plain text: its messages carry run ids, paths and
+        file contents, which are data, never markup (``markup`` is ignored)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     def on_unmount(self) -> None:
         heap.thaw()
 
@@ -107,7 +114,7 @@ class GrokApp(App):
     def on_engine_loaded(self, message: EngineLoaded) -> None:
         self.store = message.store
         self.query_one("#boot-text", Static).update(
-            f"grok-tui — runs in {self.runs_dir}  ·  o: runs  ·  n: new run  ·  q: quit")
+            Content(f"grok-tui — runs in {self.runs_dir}  ·  o: runs  ·  n: new run  ·  q: quit"))
         self.query_one("#boot-spinner").display = False
         if message.run is not None:
             self.show_run(message.run, train=self.train_on_open)
@@ -118,7 +125,7 @@ class GrokApp(App):
 
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.query_one("#boot-spinner").display = False
-        self.query_one("#boot-text", Static).update(f"grok-tui: {message.message}")
+        self.query_one("#boot-text", Static).update(Content(f"grok-tui: {message.message}"))
         self.notify(message.message, severity="error")
 
     # -- screens -------------------------------------------------------------------------
@@ -146,8 +153,9 @@ class GrokApp(App):
     def open_run_id(self, run_id: str) -> None:
         try:
             run = self.store.open(run_id)
-        except Exception as exc:  # noqa: BLE001
-            self.post_message(EngineFailed(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - said in a toast; the picker comes back
+            self.post_message(EngineFailed(str(exc) or type(exc).__name__))
+            self.call_from_thread(self.list_runs)
             return
         self.call_from_thread(self.show_run, run)
 
@@ -172,7 +180,11 @@ class GrokApp(App):
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def list_runs(self) -> None:
-        summaries = self.store.summaries()
+        try:
+            summaries = self.store.summaries()
+        except Exception as exc:  # noqa: BLE001 - the runs folder itself cannot be read
+            self.post_message(EngineFailed(str(exc) or type(exc).__name__))
+            return
         self.call_from_thread(self.push_screen,
                               RunPickerScreen(summaries, str(self.runs_dir)), self._picked)
 
@@ -191,16 +203,31 @@ class GrokApp(App):
 
 
 def run_exists(runs_dir: Path, run_id: str) -> bool:
-    """Cheap check before the app starts (no torch): the run folder has its config.json."""
-    return "/" not in run_id and run_id not in (".", "..") and (runs_dir / run_id / "config.json").is_file()
+    """Cheap check before the app starts (no torch): the run folder has a config.json, or
+    cannot be looked into (then the app opens it and says why it cannot be read)."""
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        return False
+    try:
+        os.lstat(runs_dir / run_id / "config.json")
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:  # permission denied: not the same as missing
+        return True
+    return True
+
+
+def _run_ids(root: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in root.iterdir() if not e.name.startswith(".") and run_exists(root, e.name))
+    except OSError:  # not a folder, or not readable: the app says so when it lists runs
+        return []
 
 
 def run_app(run_id: str | None, runs_dir: str | None) -> int:
     """Run the app; an unknown RUN is refused with one line and exit code 2 before it starts."""
     root = resolve_runs_dir(runs_dir)
     if run_id is not None and not run_exists(root, run_id):
-        have = sorted(e.name for e in root.iterdir() if (e / "config.json").is_file()) \
-            if root.is_dir() else []
+        have = _run_ids(root)
         shown = ", ".join(have[:10]) + (" ..." if len(have) > 10 else "")
         print(f"grok-tui: run {run_id!r} does not exist in {root}: have {shown or 'no runs'}",
               file=sys.stderr)

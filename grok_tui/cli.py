@@ -18,10 +18,13 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import signal
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
 SUBCOMMANDS = ("train", "runs", "import", "export")
 
 
@@ -39,8 +42,15 @@ def fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def nonempty(text: str) -> str:
+    """An argparse type: any text but the empty string (a path, a run id)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty value is not allowed")
+    return text
+
+
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", default=None,
+    parser.add_argument("--runs-dir", default=None, type=nonempty,
                         help="folder of runs (default $GROK_TUI_RUNS_DIR or ./runs)")
 
 
@@ -48,14 +58,21 @@ def _positive_int(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
 
 
 def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+
+
+def _accuracy(text: str) -> float:
+    value = _number(text)
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not an accuracy in (0, 1], e.g. 0.99")
+    return value
 
 
 # flag -> config field (flat name); type
@@ -90,12 +107,14 @@ def build_train_parser() -> Parser:
     parser.add_argument("--grokfast", dest="grokfast", action="store_true", default=None,
                         help="Grokfast EMA gradient filter (Lee et al. 2024)")
     parser.add_argument("--preset", default=None, help="notebook | fast (training settings)")
-    parser.add_argument("--config", default=None, help="a TOML file with [task] [model] [train]")
-    parser.add_argument("--resume", metavar="RUN", default=None,
-                        help="continue RUN from its last checkpoint (up to --epochs)")
-    parser.add_argument("--run-id", default=None, help="name of the new run's folder")
-    parser.add_argument("--stop-at-test-acc", type=_number, default=None, metavar="ACC",
-                        help="stop once test accuracy reaches ACC (e.g. 0.99)")
+    parser.add_argument("--config", default=None, type=nonempty,
+                        help="a TOML file with [task] [model] [train]")
+    parser.add_argument("--resume", metavar="RUN", default=None, type=nonempty,
+                        help="continue RUN from its last checkpoint (up to --epochs; flags that "
+                             "would change its config are refused)")
+    parser.add_argument("--run-id", default=None, type=nonempty, help="name of the new run's folder")
+    parser.add_argument("--stop-at-test-acc", type=_accuracy, default=None, metavar="ACC",
+                        help="stop once test accuracy reaches ACC, in (0, 1] (e.g. 0.99)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--force", action="store_true",
                         help="train even when the memory estimate exceeds what is available")
@@ -108,27 +127,115 @@ def _load_toml(path: str) -> dict:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
+    from grok_engine.errors import describe_os_error
+
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"--config {path!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path!r} is not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"grok-tui: --config {path!r}: {describe_os_error(exc)}") from None
+    except ValueError as exc:  # TOMLDecodeError, a binary file (UnicodeDecodeError)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UsageError(f"grok-tui: --config {path!r} is not valid TOML ({first})") from None
+
+
+def _config_file(path: str, raw: dict | None = None):
+    """The RunConfig of a TOML file (``raw``: its parsed tables, when already read), its
+    errors prefixed with the file's name."""
+    from grok_engine.config import RunConfig
+    from grok_engine.errors import GrokError
+
+    try:
+        return RunConfig.from_dict(_load_toml(path) if raw is None else raw)
+    except GrokError as exc:
+        raise GrokError(f"--config {path!r}: {exc}") from None
 
 
 def train_config_from_args(args: argparse.Namespace):
     """config file (or defaults) -> preset -> explicit flags."""
     from grok_engine.config import RunConfig, apply_preset
 
-    config = RunConfig.from_dict(_load_toml(args.config)) if args.config else RunConfig()
+    config = _config_file(args.config) if args.config else RunConfig()
     if args.preset:
         config = apply_preset(config, args.preset)
-    overrides = {dest: getattr(args, dest) for _flag, dest, _k, _h in TRAIN_FLAGS
-                 if getattr(args, dest) is not None}
-    if args.grokfast:
-        overrides["grokfast"] = True
+    overrides = {dest: value for dest, (_source, value) in flag_values(args).items()}
     return config.replace(**overrides) if overrides else config
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """config field -> (the flag as typed, its value), for the config flags given."""
+    given = {dest: (f"{flag} {getattr(args, dest)}", getattr(args, dest))
+             for flag, dest, _k, _h in TRAIN_FLAGS if getattr(args, dest) is not None}
+    if args.grokfast:
+        given["grokfast"] = ("--grokfast", True)
+    return given
+
+
+# Flags that --resume takes without changing what the run is: how far to train, where.
+RESUME_FREE = ("epochs", "device")
+
+
+def resume_conflicts(args: argparse.Namespace, config) -> list[str]:
+    """What --config, --preset and the flags ask for that differs from the run's ``config``,
+    one "FLAG (the run has FIELD=VALUE)" each; flags equal to the stored value pass."""
+    from grok_engine.config import PRESETS, apply_preset
+
+    stored = {k: v for section in config.to_dict().values() for k, v in section.items()}
+    asked: dict[str, tuple[str, Any]] = {}
+    if args.config:
+        raw = _load_toml(args.config)
+        from_file = _config_file(args.config, raw).to_dict()
+        for name, section in raw.items():
+            for key in section if isinstance(section, dict) else ():
+                asked[key] = (f"--config {args.config} ({name}.{key})", from_file[name][key])
+    if args.preset:
+        apply_preset(config, args.preset)  # refuses an unknown preset
+        asked.update({k: (f"--preset {args.preset} ({k})", v) for k, v in PRESETS[args.preset].items()})
+    asked.update(flag_values(args))
+    return [f"{source} (the run has {key}={stored[key]!r})" for key, (source, value) in asked.items()
+            if key not in RESUME_FREE and value != stored[key]]
+
+
+def runs_folder(runs_dir: str | None, writing: bool = False):
+    """The runs folder (--runs-dir, $GROK_TUI_RUNS_DIR or ./runs), refused with GrokError when
+    it is a file, or, for ``writing``, when a new run cannot be created in it. Nothing is
+    created here: a folder that does not exist yet is made with the first run."""
+    from grok_engine.errors import GrokError, describe_os_error
+    from grok_engine.store import default_runs_dir
+
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    name = f"--runs-dir {runs_dir!r}" if runs_dir is not None else f"the runs folder {str(root)!r}"
+    existing = root
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent  # the nearest folder that exists: the run goes below it
+    try:
+        is_dir = existing.is_dir()
+    except OSError as exc:
+        raise GrokError(f"{name}: {describe_os_error(exc)}") from None
+    if not is_dir:
+        what = "is a file, not a folder" if existing == root else f"is inside {str(existing)!r}, a file"
+        raise GrokError(f"{name} {what}")
+    if writing:
+        check_writable(existing, f"{name} cannot take a new run")
+    return root
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """GrokError "WHAT: read-only file system" or "...: permission denied" unless files can
+    be created in ``folder`` (checked before anything is written, not found out midway)."""
+    from grok_engine.errors import GrokError
+
+    if _read_only_fs(folder):
+        raise GrokError(f"{what}: read-only file system")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise GrokError(f"{what}: permission denied on {str(folder)!r}")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write itself will tell
+        return False
 
 
 def cmd_train(argv: Sequence[str]) -> int:
@@ -146,15 +253,19 @@ def cmd_runs(argv: Sequence[str]) -> int:
     parser = Parser(prog="grok-tui runs", description="List runs.")
     _add_runs_dir(parser)
     args = parser.parse_args(argv)
+    from grok_engine.errors import GrokError
     from grok_tui.headless import print_runs
 
-    return print_runs(args.runs_dir)
+    try:
+        return print_runs(runs_folder(args.runs_dir))
+    except GrokError as exc:
+        return fail(str(exc))
 
 
 def cmd_import(argv: Sequence[str]) -> int:
     parser = Parser(prog="grok-tui import", description="Import a notebook .pth save file.")
-    parser.add_argument("file", metavar="FILE.pth")
-    parser.add_argument("--run-id", default=None)
+    parser.add_argument("file", metavar="FILE.pth", type=nonempty)
+    parser.add_argument("--run-id", default=None, type=nonempty)
     _add_runs_dir(parser)
     args = parser.parse_args(argv)
     from grok_engine.errors import GrokError
@@ -162,7 +273,8 @@ def cmd_import(argv: Sequence[str]) -> int:
     from grok_engine.store import RunStore
 
     try:
-        run = import_notebook(args.file, RunStore(args.runs_dir), run_id=args.run_id)
+        store = RunStore(runs_folder(args.runs_dir, writing=True))
+        run = import_notebook(args.file, store, run_id=args.run_id)
     except GrokError as exc:
         return fail(str(exc))
     s = run.summary()
@@ -202,12 +314,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before a command took it over (importing torch)
+        print("grok-tui: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `grok-tui runs | head -1`: the reader has what it wanted
+        return 0
+    except OSError as exc:  # the files or folders given: one line, never a traceback
+        from grok_engine.errors import describe_os_error
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(f"{where}{describe_os_error(exc)}")
 
 
 def entry() -> None:
     """Console-script entry point."""
-    code = main()
-    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+    headless = len(sys.argv) > 1 and sys.argv[1] in COMMANDS
+    try:
+        code = main()
+        if headless:  # the command's files are on disk: a Ctrl-C now changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # a Ctrl-C in the instant main returns
+        code = EXIT_INTERRUPTED
+    if headless:
         _exit_now(code)
     sys.exit(code)
 
@@ -216,7 +344,9 @@ def _exit_now(code: int) -> None:
     """Exit without the interpreter's teardown, which takes ~0.5 s once torch is loaded
     (measured on a 2-core CPU: longer than a 500-epoch run). Only after a headless
     command: it has closed every file it wrote and joined its writer thread, and it runs
-    no other thread. atexit handlers still run."""
+    no other thread. atexit handlers still run, deaf to Ctrl-C (a KeyboardInterrupt in one
+    prints a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

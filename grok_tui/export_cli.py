@@ -4,6 +4,8 @@ Writes the studies of one checkpoint (default: the last) as CSV files (grok_engi
 and prints each study's headline scalars, so the notebook's findings (PC1+PC2 explained
 variance, probe R^2, neurons above 0.9, accuracy after keeping only PC1, ...) read straight
 off the terminal. Unknown run, checkpoint or study: one line listing what exists, exit 2.
+Nothing is written outside --out: the run folder may be read-only. A checkpoint that
+cannot be read is skipped by the progress study, which names it in its ``note``.
 """
 
 from __future__ import annotations
@@ -12,19 +14,19 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from grok_tui.cli import Parser, _add_runs_dir, fail
+from grok_tui.cli import Parser, _add_runs_dir, fail, nonempty, runs_folder
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="grok-tui export",
                     description="Write the studies of a checkpoint to CSV files.")
-    parser.add_argument("run", metavar="RUN", help="a run id (see grok-tui runs)")
+    parser.add_argument("run", metavar="RUN", type=nonempty, help="a run id (see grok-tui runs)")
     parser.add_argument("--checkpoint", metavar="EPOCH", default=None,
                         help="epoch of the checkpoint (default: the last)")
     parser.add_argument("--study", metavar="NAME", action="append", default=None,
                         help="a study to write (repeatable; default: every study)")
     parser.add_argument("--all", action="store_true", help="every study (the default)")
-    parser.add_argument("--out", metavar="PATH", default=None,
+    parser.add_argument("--out", metavar="PATH", default=None, type=nonempty,
                         help="folder to write into (default exports/RUN/epoch<EPOCH>)")
     _add_runs_dir(parser)
     return parser
@@ -63,7 +65,7 @@ def run_export(argv: Sequence[str]) -> int:
     from grok_engine.store import RunStore
 
     try:
-        run = RunStore(args.runs_dir).open(args.run)
+        run = RunStore(runs_folder(args.runs_dir)).open(args.run)
         epochs = run.checkpoint_epochs()
         if not epochs:
             return fail(f"run {run.id} has no checkpoints yet")

@@ -2,22 +2,29 @@
 
 The trainer reports events; this module is one listener (the progress bar) beside the run
 store (which persists checkpoints). Ctrl-C sets the trainer's stop flag: it finishes the
-epoch, writes a checkpoint and returns, so the run is kept and can be resumed.
+epoch, writes a checkpoint and returns, so the run is kept and can be resumed; a second
+Ctrl-C stops at once, keeping the checkpoints written so far. Nothing is created on disk
+before every check of the input has passed. Run ids, paths and error texts are printed as
+plain text (``rich.text.Text``), never as markup.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import signal
 import threading
 import time
 
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from grok_engine.errors import GrokError
+from grok_tui.cli import EXIT_INTERRUPTED, train_config_from_args
 
 
 EXIT_DIVERGED = 3  # training stopped on a non-finite loss or weight (bad input is 2)
@@ -27,46 +34,85 @@ def _fmt(x: float, spec: str = ".3g") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def train_headless(args: argparse.Namespace) -> int:
-    from grok_tui.cli import train_config_from_args
-
+def open_for_resume(args: argparse.Namespace, store):
+    """The run --resume names, its trainer and the epoch to train to; refused (GrokError)
+    when a flag would change its config, --run-id is given, or --epochs is below the
+    epochs done. A new --epochs is written to the run's config only once all else passed."""
     from grok_engine.memory import check_fits
-    from grok_engine.store import RunStore
     from grok_engine.train import pick_device
+    from grok_tui.cli import check_writable, resume_conflicts
+
+    run = store.open(args.resume)
+    if args.run_id is not None:
+        raise GrokError(f"--run-id {args.run_id!r} names a new run: --resume {args.resume} "
+                        f"continues run {run.id} under its own id")
+    changes = resume_conflicts(args, run.config)
+    if changes:
+        raise GrokError(f"--resume {run.id} keeps the run's config: {'; '.join(changes)} would "
+                        f"change it (leave them out, or start a new run)")
+    done = run.epochs_done()
+    if args.epochs is not None and args.epochs < done:
+        raise GrokError(f"--epochs {args.epochs} is below the {done} epochs run {run.id} has "
+                        f"done: give {done} or more")
+    check_writable(run.path, f"run {run.id} cannot be trained further")
+    lock = run.lock()  # one trainer per run: a second is refused, naming this process
+    try:
+        if not args.force:
+            check_fits(run.config, pick_device(args.device or run.config.train.device))
+        trainer = run.trainer(device=args.device)  # reads and checks the split, weights, resume state
+        if args.epochs is not None and args.epochs != run.config.train.epochs:
+            # continuing for more epochs is a change of plan, recorded in the run's config
+            run = store.extend_epochs(run, args.epochs)
+    except BaseException:
+        lock.release()
+        raise
+    return run, trainer, run.config.train.epochs, lock
+
+
+def create_for_training(args: argparse.Namespace, store):
+    """A new run and its trainer. Everything is checked first (flags, --config, the device,
+    the run id, the runs folder) and the trainer built; only then is the folder created, so
+    bad input leaves nothing on disk."""
+    from grok_engine.memory import check_fits
+    from grok_engine.store import check_run_id
+    from grok_engine.train import Trainer, pick_device
+    from grok_tui.cli import runs_folder
+
+    config = train_config_from_args(args)
+    if args.run_id is not None:
+        check_run_id(args.run_id)
+        if (store.root / args.run_id).exists():
+            raise GrokError(f"run {args.run_id!r} already exists in {store.root}")
+    runs_folder(args.runs_dir, writing=True)
+    device = pick_device(config.train.device)  # refuses an absent device
+    if not args.force:
+        check_fits(config, device)  # and a run too large for its memory, before any allocation
+    trainer = Trainer(config)
+    run = store.create(config, run_id=args.run_id)
+    return run, trainer, config.train.epochs, run.lock()
+
+
+def train_headless(args: argparse.Namespace) -> int:
+    from grok_engine.store import RunStore
 
     console = Console(stderr=True)
     store = RunStore(args.runs_dir)
     if args.resume:
-        run = store.open(args.resume)
-        lock = run.lock()  # one trainer per run: a second is refused, naming this process
-        try:
-            if not args.force:
-                check_fits(run.config, pick_device(run.config.train.device))
-            if args.epochs is not None and args.epochs != run.config.train.epochs:
-                # continuing for more epochs is a change of plan, recorded in the run's config
-                run = store.extend_epochs(run, args.epochs)
-        except GrokError:
-            lock.release()
-            raise
+        run, trainer, target, lock = open_for_resume(args, store)
     else:
-        config = train_config_from_args(args)
-        device = pick_device(config.train.device)  # refuse an absent device before creating the run
-        if not args.force:
-            check_fits(config, device)  # and a run too large for its memory
-        run = store.create(config, run_id=args.run_id)
-        lock = run.lock()
+        run, trainer, target, lock = create_for_training(args, store)
     with lock:
-        return _train(args, run, console)
+        return _train(args, run, trainer, target, console)
 
 
-def _train(args: argparse.Namespace, run, console: Console) -> int:
-    """Train ``run`` (its lock held) with the progress bar; returns the exit code."""
+def _train(args: argparse.Namespace, run, trainer, target: int, console: Console) -> int:
+    """Train ``run`` (its lock held) to epoch ``target`` with the progress bar; returns the
+    exit code."""
     import torch
 
     from grok_engine.store import AsyncWriter
     from grok_engine.train import Progress as TrainProgress
 
-    trainer = run.trainer()
     config = run.config
     t, m = config.task, config.model
     if trainer.device.type == "cpu" and t.n_rows * m.d_model * m.d_mlp < 50_000_000:
@@ -76,13 +122,8 @@ def _train(args: argparse.Namespace, run, console: Console) -> int:
     stop = threading.Event()
     target_acc = args.stop_at_test_acc
     reached: dict[str, float] = {}
-
-    def on_sigint(signum, frame):  # noqa: ARG001
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    sigint = _CtrlC(stop)
+    previous = signal.signal(signal.SIGINT, sigint)
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
         TextColumn("epoch {task.completed:>7.0f}/{task.total:.0f}"),
@@ -90,7 +131,7 @@ def _train(args: argparse.Namespace, run, console: Console) -> int:
                    "acc {task.fields[test_acc]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=args.quiet,
         refresh_per_second=4)
-    bar = progress.add_task(run.id, total=config.train.epochs, completed=trainer.epoch,
+    bar = progress.add_task(escape(run.id), total=target, completed=trainer.epoch,
                             train_loss="-", test_loss="-", test_acc="-")
     started = time.perf_counter()
 
@@ -113,15 +154,19 @@ def _train(args: argparse.Namespace, run, console: Console) -> int:
                     stop.set()
 
     try:
-        with progress:
-            trainer.run(callback=on_event, stop=stop.is_set)
-    except KeyboardInterrupt:
+        try:
+            sigint.may_raise = True
+            with progress:
+                trainer.run(callback=on_event, stop=stop.is_set, until_epoch=target)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now, keep what is written
+            sigint.may_raise = False
+            writer.close()
+            console.print(Text(f"interrupted: run {run.id} kept up to epoch {run.epochs_done()}"))
+            return EXIT_INTERRUPTED
+        sigint.may_raise = False
         writer.close()
-        console.print(f"interrupted: run {run.id} kept up to epoch {run.epochs_done()}")
-        return 130
-    finally:
+    finally:  # Ctrl-C stays ours (never a traceback) until the run is on disk
         signal.signal(signal.SIGINT, previous)
-    writer.close()
     s = run.summary()
     elapsed = time.perf_counter() - started
     if trainer.diverged is not None:
@@ -142,33 +187,99 @@ def _train(args: argparse.Namespace, run, console: Console) -> int:
     return 0
 
 
+class _CtrlC:
+    """The SIGINT handler of ``grok-tui train``: the first Ctrl-C stops after the epoch (a
+    checkpoint is written); a second one stops at once, raising KeyboardInterrupt only while
+    the training loop runs (``may_raise``), where it is caught; any later one is ignored
+    while the checkpoints already queued go to disk. So no Ctrl-C ever prints a traceback."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.count = 0
+        self.may_raise = False
+
+    def __call__(self, signum, frame) -> None:  # noqa: ARG002
+        self.count += 1
+        if self.count == 1:
+            self.stop.set()
+        elif self.count == 2 and self.may_raise:
+            self.may_raise = False
+            raise KeyboardInterrupt
+
+
 def _isnan(values):
     import numpy as np
 
     return np.isnan(values)
 
 
-def print_runs(runs_dir: str | None) -> int:
+RUN_COLUMNS = ("id", "task", "p", "epochs", "train acc", "test acc", "test>=99% at")
+COMPACT_COLUMNS = ("id", "task", "p", "epochs", "train", "test", "99% at")
+
+
+def run_cells(s) -> list[Text]:
+    """One row of the runs table, every cell plain text (run contents are never markup)."""
+    if s.error:
+        return [Text(s.id), Text(s.task), Text(str(s.p or "?")), Text("unreadable", style="red"),
+                Text("-"), Text("-"), Text("-")]
+    return [Text(s.id), Text(s.task), Text(str(s.p)), Text(f"{s.epochs_done}/{s.epochs_planned}"),
+            Text(_fmt(s.train_acc, ".4f")), Text(_fmt(s.test_acc, ".4f")),
+            Text(str(s.grok_epoch) if s.grok_epoch is not None else "-")]
+
+
+def runs_table(summaries: list, title: Text, compact: bool = False) -> Table:
+    """The runs as a table: boxed with full headers, or ``compact`` (no box, short headers)."""
+    from rich import box
+
+    table = Table(title=title, box=None if compact else box.HEAVY_HEAD, pad_edge=not compact)
+    for i, col in enumerate(COMPACT_COLUMNS if compact else RUN_COLUMNS):
+        # the id folds (wraps inside the cell) when the terminal is narrow: never cut
+        table.add_column(col, justify="left" if i < 2 else "right", overflow="fold", no_wrap=i > 0)
+    for s in summaries:
+        table.add_row(*run_cells(s))
+    return table
+
+
+ID_MIN = 10  # the narrowest the id column folds to before the layout goes to lines
+
+
+def _fits(console: Console, summaries: list, compact: bool, fold_ids: bool) -> bool:
+    """Whether the table fits the terminal without Rich cropping a cell: at its natural
+    width, or with ids folded to ID_MIN characters (``fold_ids``)."""
+    from rich.measure import Measurement
+
+    if fold_ids:
+        summaries = [dataclasses.replace(s, id=s.id[:ID_MIN]) for s in summaries]
+    table = runs_table(summaries, Text(""), compact)
+    return Measurement.get(console, console.options.update_width(100_000), table).maximum <= console.width
+
+
+def print_runs(root) -> int:
+    """``grok-tui runs``: every run of ``root`` in the widest layout that fits the terminal
+    (the boxed table, a compact one, either with ids folded, else a few lines per run): no
+    cell is ever cut. A run that cannot be read is a row marked "unreadable" and one line
+    below naming the file and the problem."""
     from grok_engine.store import RunStore
 
-    store = RunStore(runs_dir)
+    store = RunStore(root)
     summaries = store.summaries()
     console = Console()
     if not summaries:
-        console.print(f"no runs in {store.root} (start one with: grok-tui train)")
+        console.print(Text(f"no runs in {store.root} (start one with: grok-tui train)"))
         return 0
-    table = Table(title=f"runs in {store.root}")
-    table.add_column("id", overflow="fold", min_width=12)  # ids are long: wrap, never cut
-    for col in ("task", "p", "epochs", "train acc", "test acc", "test>=99% at"):
-        table.add_column(col, justify="left" if col == "task" else "right")
+    title = Text(f"runs in {store.root}")
+    layouts = [(compact, fold) for fold in (False, True) for compact in (False, True)]
+    layout = next((c, f) for c, f in layouts + [(None, None)] if c is None or _fits(console, summaries, c, f))
+    if layout[0] is not None:
+        console.print(runs_table(summaries, title, compact=layout[0]))
+    else:  # too narrow for any table: a run per paragraph, wrapped by Rich, never cut
+        console.print(title)
+        for s in summaries:
+            console.print(Text("  ").join(Text(f"{name} ") + cell
+                                          for name, cell in zip(COMPACT_COLUMNS, run_cells(s))))
     for s in summaries:
-        if s.error:
-            table.add_row(s.id, s.task, str(s.p or "?"), "-", "-", "-", f"[red]{s.error}[/red]")
-            continue
-        table.add_row(s.id, s.task, str(s.p), f"{s.epochs_done}/{s.epochs_planned}",
-                      _fmt(s.train_acc, ".4f"), _fmt(s.test_acc, ".4f"),
-                      str(s.grok_epoch) if s.grok_epoch is not None else "-")
-    console.print(table)
+        if s.error:  # one line each: the terminal wraps it
+            console.print(Text(f"unreadable run {s.id}: {s.error}", style="red"), soft_wrap=True)
     return 0
 
 

@@ -35,13 +35,15 @@ class EngineFailed(Message):
 
 
 class RunOpened(Message):
-    """A run's checkpoint epochs and metrics (grok_engine.train.Metrics) were read."""
+    """A run's checkpoint epochs and metrics (grok_engine.train.Metrics) were read;
+    ``notice``: what could not be read but hides nothing else (a corrupt metrics file)."""
 
-    def __init__(self, run: Any, epochs: list[int], metrics: Any) -> None:
+    def __init__(self, run: Any, epochs: list[int], metrics: Any, notice: str | None = None) -> None:
         super().__init__()
         self.run = run
         self.epochs = epochs
         self.metrics = metrics
+        self.notice = notice
 
 
 class StudyReady(Message):

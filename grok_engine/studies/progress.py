@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
-from grok_engine.errors import GrokError
+from grok_engine.errors import CorruptCheckpoint, GrokError
 from grok_engine.fast import last_activations, layer_norm, loss_fn
 from grok_engine.fourier_basis import (
     CosCube,
@@ -210,42 +210,70 @@ def cached_measures(run: "Run") -> dict[str, np.ndarray] | None:
             **{name: measures[:, j] for j, name in enumerate(MEASURES)}}
 
 
-def progress_measures(run: "Run", progress_callback: ProgressCallback | None = None) -> StudyResult:
+def _newest_readable(run: "Run", epochs: list[int],
+                     skipped: dict[int, str]) -> tuple[int, dict[str, torch.Tensor]]:
+    """The newest checkpoint that loads (epoch, weights); the corrupt ones met on the way
+    go into ``skipped``."""
+    for epoch in reversed(epochs):
+        try:
+            return epoch, run.load_checkpoint(epoch)
+        except CorruptCheckpoint as exc:
+            skipped[epoch] = str(exc)
+    raise GrokError(f"no checkpoint of run {run.id} can be read: {skipped[epochs[-1]]}")
+
+
+def progress_measures(run: "Run", progress_callback: ProgressCallback | None = None,
+                      save_cache: bool = True) -> StudyResult:
     """Progress measures of every checkpoint of ``run`` (see the module docstring).
 
     ``progress_callback(done, to_do, epoch)`` is called after each checkpoint computed
     (not for those read from the cache). Returns tables "measures" (epoch + one column per
     measure), "cos_coeffs" (epoch, freq_1 ..), "key_frequencies" and grid "cos_sim"
     (frequency x epoch); scalars key_frequencies, n_checkpoints, n_computed and the phase
-    ends these measures give (:func:`grok_engine.studies.curves.find_phases`).
+    ends these measures give (:func:`grok_engine.studies.curves.find_phases`). A checkpoint
+    that cannot be read is skipped: scalar ``skipped_checkpoints`` lists its epoch and
+    ``note`` names its file. The cache is written when ``save_cache`` and the run folder
+    allows (best-effort).
     """
     epochs = run.checkpoint_epochs()
     if not epochs:
         raise GrokError(f"run {run.id} has no checkpoints: train it first")
+    skipped: dict[int, str] = {}
     loaded = run.load_analysis(CACHE_NAME)
     final: dict[str, torch.Tensor] | None = None
-    known = _cached_keys(run, loaded, epochs[-1])
+    final_epoch = epochs[-1]
+    known = _cached_keys(run, loaded, final_epoch)
     if known is None:  # the final checkpoint is new: find its key frequencies
-        final = run.load_checkpoint(epochs[-1])
+        final_epoch, final = _newest_readable(run, epochs, skipped)
         known = final_key_frequencies(run, final)
     key_freqs, shares = known
-    key = _cache_key(run, key_freqs, epochs[-1])
+    key = _cache_key(run, key_freqs, final_epoch)
     cached = _cached_rows(loaded, key)
-    todo = [e for e in epochs if e not in cached]
+    todo = [e for e in epochs if e not in cached and e not in skipped]
     rows = {e: cached[e] for e in epochs if e in cached}
     if todo:
         shared = _Pass(run, key_freqs)
         for i, epoch in enumerate(todo):
-            weights = final if epoch == epochs[-1] and final is not None else run.load_checkpoint(epoch)
-            rows[epoch] = shared.measure(weights)
-            del weights
+            try:
+                weights = final if epoch == final_epoch and final is not None else run.load_checkpoint(epoch)
+            except CorruptCheckpoint as exc:  # one bad file hides nothing else
+                skipped[epoch] = str(exc)
+            else:
+                rows[epoch] = shared.measure(weights)
+                del weights
             if progress_callback is not None:
                 progress_callback(i + 1, len(todo), epoch)
     del final
+    computed = [e for e in todo if e in rows]
+    epochs = [e for e in epochs if e in rows]
+    if not epochs:
+        raise GrokError(f"no checkpoint of run {run.id} can be read: {next(iter(skipped.values()))}")
     measures = np.array([rows[e][0] for e in epochs], dtype=np.float64)
     cos_coeffs = np.array([rows[e][1] for e in epochs], dtype=np.float64)
     cos_sim = np.array([rows[e][2] for e in epochs], dtype=np.float64)
-    if todo or set(cached) != set(epochs) or loaded is None or loaded[1].get("final_epoch") != str(epochs[-1]):
+    stale = computed or set(cached) != set(epochs) or loaded is None \
+        or loaded[1].get("final_epoch") != str(final_epoch)
+    if save_cache and stale:
         run.save_analysis(CACHE_NAME, {
             "epochs": torch.tensor(epochs, dtype=torch.int64),
             "measures": torch.from_numpy(measures),
@@ -271,22 +299,29 @@ def progress_measures(run: "Run", progress_callback: ProgressCallback | None = N
     result.add(Grid("cos_sim", cos_sim.T, "frequency", "epoch", freqs, list(epochs),
                     title="Cosine similarity of the logits with cos(w(a+b-c))"))
     result.scalars.update({"key_frequencies": list(key_freqs), "n_checkpoints": len(epochs),
-                           "n_computed": len(todo)})
+                           "n_computed": len(computed)})
     # the grokking phases these measures define (the curves study's rule; imported here, it
     # imports this module)
     from grok_engine.studies.curves import find_phases
 
     measures_table = result.tables["measures"].columns
     result.scalars.update(find_phases(run.metrics(), measures_table).as_dict())
+    notes = []
+    if skipped:
+        result.scalars["skipped_checkpoints"] = sorted(skipped)
+        notes.append(f"skipped {len(skipped)} unreadable checkpoint(s): "
+                     + "; ".join(skipped[e] for e in sorted(skipped)))
     if run.config.task.task not in ("mod_add", "mod_sub"):
-        result.scalars["note"] = (f"the cos(w(a+b-c)) measures are the modular-addition hypothesis; "
-                                  f"for {run.config.task.task} they need not fit")
+        notes.append(f"the cos(w(a+b-c)) measures are the modular-addition hypothesis; "
+                     f"for {run.config.task.task} they need not fit")
+    if notes:
+        result.scalars["note"] = "; ".join(notes)
     return result
 
 
 @register("progress")
-def progress(ctx, **_options) -> StudyResult:
+def progress(ctx, save_cache: bool = True, **_options) -> StudyResult:
     """The registry entry: progress measures over the context's run (needs a run on disk)."""
     if ctx.run is None:
         raise GrokError("study progress needs a saved run: it reads every checkpoint of the run")
-    return progress_measures(ctx.run)
+    return progress_measures(ctx.run, save_cache=save_cache)

@@ -12,6 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Static
 
@@ -133,12 +134,12 @@ class AblationPane(StudyPane):
 
     def _show_validation(self, result: ValidationResult | None) -> None:
         error = "" if result is None or result.is_valid else "; ".join(result.failure_descriptions)
-        self.query_one("#keep-error", Static).update(error)
+        self.query_one("#keep-error", Static).update(Content(error))
 
     def show_error(self, message: str) -> None:
         super().show_error(message)
         if self.is_mounted:
-            self.query_one("#keep-error", Static).update(message)
+            self.query_one("#keep-error", Static).update(Content(message))
 
     def action_edit_keep(self) -> None:
         self.query_one("#keep", Input).focus()

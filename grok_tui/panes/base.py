@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static, TabbedContent
@@ -217,7 +218,7 @@ class StudyPane(Vertical):
             self.render_extra(name, extra)
 
     def set_summary(self, text: str, widget_id: str = "summary") -> None:
-        self.query_one(f"#{widget_id}", Static).update(text)
+        self.query_one(f"#{widget_id}", Static).update(Content(text))  # data, never markup
 
     def action_next_view(self) -> None:
         """Show the next tab of the pane's (first) TabbedContent."""

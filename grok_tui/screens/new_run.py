@@ -14,6 +14,7 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
@@ -176,7 +177,7 @@ class NewRunScreen(Screen):
         for section, klass in SECTIONS:
             for f in dataclasses.fields(klass):
                 message = errors.get(f.name, "")
-                self.query_one(f"#error-{f.name}", Static).update(message)
+                self.query_one(f"#error-{f.name}", Static).update(Content(message))  # quotes the input
                 self.query_one(f"#field-{f.name}").set_class(bool(message), "-invalid")
         if errors:
             return None

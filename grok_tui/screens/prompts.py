@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
@@ -45,7 +46,7 @@ class PromptScreen(ModalScreen):
         try:
             value = self.parse(text.strip())
         except ValueError as exc:
-            self.query_one("#prompt-error", Static).update(str(exc))
+            self.query_one("#prompt-error", Static).update(Content(str(exc)))  # quotes the input
             return False, None
         self.query_one("#prompt-error", Static).update("")
         return True, value

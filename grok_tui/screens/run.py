@@ -172,18 +172,26 @@ class RunScreen(Screen):
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_run(self) -> None:
         run = self.run
+        notice = None
         try:
             epochs = run.checkpoint_epochs()
-            metrics = run.metrics().truncate(epochs[-1] if epochs else 0)
         except Exception as exc:  # noqa: BLE001 - shown, never a traceback
             self.post_message(StudyFailed(TrainingPane.STUDY, -1, _message(exc)))
             return
-        self.post_message(RunOpened(run, epochs, metrics))
+        try:
+            metrics = run.metrics().truncate(epochs[-1] if epochs else 0)
+        except Exception as exc:  # noqa: BLE001 - bad metrics hide no checkpoint
+            from grok_engine.train import Metrics
+
+            metrics, notice = Metrics(), f"no training curves: {_message(exc)}"
+        self.post_message(RunOpened(run, epochs, metrics, notice))
         from grok_engine.context import ContextCache  # the slow import, off the UI thread
 
         self._contexts = ContextCache(maxsize=4)
 
     def on_run_opened(self, message: RunOpened) -> None:
+        if message.notice:
+            self.notify(message.notice, severity="warning", title=self.run.id, timeout=10)
         self.epochs = list(message.epochs)
         self.training_pane.set_metrics(message.metrics, self.run.config.train.epochs)
         self.select(len(self.epochs) - 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from textual.content import Content
 from textual.widgets import Static
 
 
@@ -35,12 +36,12 @@ class StatusLine(Static):
         """``metrics``: train_loss, test_loss, train_acc, test_acc at ``epoch`` (NaN = none)."""
         self.run_id = run_id
         self.epoch = epoch
-        if epoch is None:
-            self.update(f"{run_id}  no checkpoints yet  {training}".rstrip())
+        if epoch is None:  # the run id is data, never markup
+            self.update(Content(f"{run_id}  no checkpoints yet  {training}".rstrip()))
             return
-        text = (f"[b]{run_id}[/b]  epoch [b]{epoch}[/b] ({index + 1}/{count})  "
-                f"loss {_fmt(metrics['train_loss'], '.3g')}/{_fmt(metrics['test_loss'], '.3g')}  "
-                f"acc {_fmt(metrics['train_acc'], '.1%')}/{_fmt(metrics['test_acc'], '.1%')}")
-        if training:
-            text += f"  {training}"
+        text = Content.assemble(
+            (run_id, "bold"), "  epoch ", (str(epoch), "bold"), f" ({index + 1}/{count})  "
+            f"loss {_fmt(metrics['train_loss'], '.3g')}/{_fmt(metrics['test_loss'], '.3g')}  "
+            f"acc {_fmt(metrics['train_acc'], '.1%')}/{_fmt(metrics['test_acc'], '.1%')}",
+            f"  {training}" if training else "")
         self.update(text)

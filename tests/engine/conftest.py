@@ -2,7 +2,7 @@
 
 Fixture names are relied on by several test files; keep them stable:
 ``tiny_ctx_add`` (integer addition, p=7), ``tiny_ctx_mod`` (mod_add, p=11),
-``tiny_ctx_div`` (mod_div, p=7: the rows with b = 0 are absent). All share one small model
+``tiny_ctx_div`` (mod_div, p=7: the rows with b = 0 are absent), ``tiny_factory``. All share one small model
 (d_model 32, d_mlp 64, 2 heads of 16) with the notebook's init for the matrices and
 random, non-zero biases, so code that forgets a bias gives a different answer. The
 contexts are session-wide: treat them as read-only. ``tiny_factory`` builds variants.
@@ -51,9 +51,10 @@ def tiny_context(task: str, p: int, seed: int = 0, edit=None, **model):
 
 @pytest.fixture(scope="session")
 def tiny_factory():
-    """The builders above, for tests that need a variant: ``.config(task, p)``,
-    ``.weights(config)``, ``.context(task, p, edit=fn)``."""
-    return SimpleNamespace(config=tiny_config, weights=tiny_weights, context=tiny_context)
+    """The builders here, for tests that need a variant: ``.config(task, p)``,
+    ``.weights(config)``, ``.context(task, p, edit=fn)``, ``.trained_run(root, id, epochs=..)``."""
+    return SimpleNamespace(config=tiny_config, weights=tiny_weights, context=tiny_context,
+                           trained_run=train_tiny_run)
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +70,14 @@ def tiny_ctx_mod():
 @pytest.fixture(scope="session")
 def tiny_ctx_div():
     return tiny_context("mod_div", 7)
+
+
+def train_tiny_run(root, run_id: str, **overrides):
+    """A run of the tiny model on mod_add p=7 (frac 0.5), trained to the end in ``root``
+    (RunStore folder); ``overrides`` are flat RunConfig fields (epochs, checkpoint_every)."""
+    from grok_engine.store import RunStore
+
+    fields = dict(task="mod_add", p=7, frac_train=0.5, device="cpu", **TINY_MODEL)
+    run = RunStore(root).create(RunConfig().replace(**{**fields, **overrides}), run_id=run_id)
+    run.trainer().run(callback=run)
+    return run

@@ -3,6 +3,7 @@ config trains; Ctrl-C stops cleanly and keeps the run."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -114,21 +115,29 @@ def test_train_resume_continues_a_run(runs_dir, capsys):
     assert "'nope'" in capsys.readouterr().err
 
 
+def endless_training(runs_dir: Path, run_id: str) -> subprocess.Popen:
+    """The real command training a tiny run for a million epochs (until interrupted)."""
+    return subprocess.Popen(
+        [*grok_tui_command(), "train", *TINY, "--epochs", "1000000", "--checkpoint-every", "100000",
+         "--quiet", "--run-id", run_id, "--runs-dir", str(runs_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
+
+
+def wait_for_training(proc: subprocess.Popen, run_dir: Path) -> None:
+    """Until checkpoint 0 and its metrics are written: from inside trainer.run, after the
+    SIGINT handler is set, so the loop is running."""
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.safetensors").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.02)
+
+
 def test_sigint_stops_cleanly_and_keeps_the_run(runs_dir):
     run_dir = runs_dir / "interrupted"
-    proc = subprocess.Popen(
-        [*grok_tui_command(), "train", *TINY, "--epochs", "1000000", "--checkpoint-every", "100000",
-         "--quiet", "--run-id", "interrupted", "--runs-dir", str(runs_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
+    proc = endless_training(runs_dir, "interrupted")
     try:
-        deadline = time.monotonic() + 60
-        # checkpoint 0 is written from inside trainer.run, after the SIGINT handler is set
-        while not (run_dir / "checkpoints" / "epoch_000000.safetensors").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "training never started"
-            time.sleep(0.05)
-        while not (run_dir / "metrics.safetensors").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)  # metrics of checkpoint 0 written: the loop is running
+        wait_for_training(proc, run_dir)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -146,3 +155,88 @@ def test_sigint_stops_cleanly_and_keeps_the_run(runs_dir):
     run.load_checkpoint(stop_epoch)
     trainer = run.trainer()
     assert trainer.epoch == stop_epoch  # resumable from where it stopped
+
+
+def test_resume_takes_flags_that_change_nothing_and_refuses_the_rest(runs_dir, capsys):
+    base = [*TINY, "--quiet", "--checkpoint-every", "2", "--runs-dir", str(runs_dir)]
+    assert main(["train", *base, "--epochs", "4", "--run-id", "r"]) == 0
+    config_file = runs_dir / "r" / "config.json"
+    before = config_file.read_bytes()
+    assert main(["train", "--resume", "r", "--p", "50", "--lr", "0.5", "--runs-dir", str(runs_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--p 50 (the run has p=7); --lr 0.5 (the run has lr=0.001)" in err[0]
+    assert config_file.read_bytes() == before and RunStore(runs_dir).open("r").epochs_done() == 4
+    # the stored values, a longer run, the device, quiet and a stop rule are all allowed
+    assert main(["train", "--resume", "r", *TINY, "--lr", "1e-3", "--epochs", "6", "--quiet",
+                 "--stop-at-test-acc", "1", "--runs-dir", str(runs_dir)]) == 0
+    assert RunStore(runs_dir).open("r").epochs_done() == 6
+    expected = json.loads(before)
+    expected["train"]["epochs"] = 6  # the one change: the plan, made longer
+    assert json.loads(config_file.read_bytes()) == expected
+    assert main(["train", "--resume", "r", "--epochs", "5", "--runs-dir", str(runs_dir)]) == 2
+    assert "--epochs 5 is below the 6 epochs run r has done" in capsys.readouterr().err
+
+
+def test_a_read_only_file_system_is_refused_before_anything_is_made(tmp_path, monkeypatch, capsys):
+    real = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, path):
+            self.f_flag = real(path).f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", ReadOnly)
+    runs = tmp_path / "new" / "runs"
+    assert main(["train", *TINY, "--epochs", "2", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "read-only file system" in err[0]
+    assert not (tmp_path / "new").exists()
+
+
+def test_ctrl_c_handler_raises_once_and_only_inside_the_loop():
+    import threading
+
+    from grok_tui.headless import _CtrlC
+
+    stop = threading.Event()
+    handler = _CtrlC(stop)
+    handler(signal.SIGINT, None)
+    assert stop.is_set()  # the first: stop after the epoch
+    handler(signal.SIGINT, None)  # the second, outside the loop: ignored
+    handler = _CtrlC(threading.Event())
+    handler.may_raise = True
+    handler(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        handler(signal.SIGINT, None)  # the second, inside the loop: stop now
+    handler.may_raise = True
+    handler(signal.SIGINT, None)  # any later one: ignored while the run is written
+
+
+@pytest.mark.parametrize("gap_s", [0.0, 0.02, 0.2])
+def test_repeated_ctrl_c_never_prints_a_traceback(runs_dir, gap_s):
+    run_dir = runs_dir / "twice"
+    proc = endless_training(runs_dir, "twice")
+    try:
+        wait_for_training(proc, run_dir)
+        for _ in range(3):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(gap_s)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, 130), err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    run = RunStore(runs_dir).open("twice")
+    for epoch in run.checkpoint_epochs():
+        run.load_checkpoint(epoch)
+    assert run.trainer().epoch == run.epochs_done()
+
+
+def test_ctrl_c_while_starting_is_one_line(runs_dir):
+    proc = subprocess.Popen([*grok_tui_command(), "train", *TINY, "--quiet", "--runs-dir", str(runs_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
+    time.sleep(0.5)  # importing torch takes seconds
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip() == "grok-tui: interrupted", err

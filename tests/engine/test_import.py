@@ -169,6 +169,10 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path, where, capsys):
     assert not marker.exists()
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr and str(path) in lines[0]
+    # what it refused, and no advice to load it anyway or to allow-list what it asks for
+    assert "posix.system" in lines[0] or "nt.system" in lines[0], lines[0]
+    for advice in ("weights_only", "trust", "safe_globals", "allowlist"):
+        assert advice not in lines[0], lines[0]
     assert RunStore(tmp_path / "runs").run_ids() == []
     # the file really is malicious: an unrestricted load runs the command
     torch.load(path, weights_only=False)
