@@ -214,7 +214,7 @@ class RunScreen(Screen):
         self.refresh_pane(self.current_pane)
 
     def _update_status(self) -> None:
-        state = "training (s stop)" if self.training else ""
+        state = "training" if self.training else ""  # s stops it: the Training pane says so
         epoch = self.epoch
         metrics = self.training_pane.metrics_at(epoch) if epoch is not None else {}
         self.status.set_checkpoint(self.run.id, epoch, self.index, len(self.epochs), metrics, state)

@@ -240,12 +240,17 @@ class Heatmap(Widget, can_focus=True):
             return ""
         R, C = g.values.shape
         (r0, r1), (c0, c1) = self.visible_rows, self.visible_cols
-        parts = []
+        spans = []
         if lay.view_rows < R:
-            parts.append(f"{g.row_axis} {g.row_labels[r0]}..{g.row_labels[r1 - 1]} of {R}")
+            spans.append((g.row_axis, g.row_labels[r0], g.row_labels[r1 - 1], R))
         if lay.view_cols < C:
-            parts.append(f"{g.col_axis} {g.col_labels[c0]}..{g.col_labels[c1 - 1]} of {C}")
-        return f"in view: {', '.join(parts)} · arrows scroll" if parts else ""
+            spans.append((g.col_axis, g.col_labels[c0], g.col_labels[c1 - 1], C))
+        if not spans:
+            return ""
+        text = "in view: " + ", ".join(f"{a} {lo}..{hi} of {n}" for a, lo, hi, n in spans) + " · arrows scroll"
+        if len(text) > self.size.width > 0:  # a narrow map: the short form, never cut
+            text = " ".join(f"{a} {lo}..{hi}/{n}" for a, lo, hi, n in spans)
+        return text
 
     @property
     def visible_rows(self) -> tuple[int, int]:

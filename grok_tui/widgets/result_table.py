@@ -453,13 +453,14 @@ class ResultTable(ScrollView, can_focus=True, inherit_bindings=False):
         reads as another number: '22.' for 22.82). The header marks hidden columns with '‹'
         at the left edge and '›' at the right one."""
         x, width = self.scroll_offset.x, self.size.width
-        left, right = self._whole_columns(x, width)
+        view = min(width, self.scrollable_content_region.width or width)  # left of a scrollbar
+        left, right = self._whole_columns(x, view)
         cells = list(" " * (left - x) + line[left:right] + " " * max(0, x + width - right))[:width]
         if header and cells:
             if x > 0:
                 cells[0] = "‹"
             if right < len(line):
-                cells[-1] = "›"
+                cells[view - 1] = "›"
         return Strip([Segment("".join(cells), style)])
 
     def _whole_columns(self, x: int, width: int) -> tuple[int, int]:

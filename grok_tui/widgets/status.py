@@ -20,7 +20,8 @@ class StatusLine(Static):
 
     DEFAULT_CSS = """
     StatusLine {
-        height: 1;
+        height: auto;
+        max-height: 2;  /* a long run id wraps the line rather than cut its last figures */
         width: 1fr;
         padding: 0 1;
     }

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_app import CHECKPOINTS, record_notifications  # noqa: E402
+from test_app import checkpoints, record_notifications  # noqa: E402
 from tui_fixtures import settle  # noqa: E402
 
 from grok_tui.app import GrokApp  # noqa: E402
@@ -69,7 +69,7 @@ async def test_picker_lists_every_run_as_text_and_names_the_bad_ones(markup_runs
         await pilot.press("down", "down", "enter")  # tiny
         await settle(app, pilot)
         assert type(app.screen).__name__ == "RunScreen" and app.screen.run.id == "tiny"
-        assert plain(app.screen.query_one("#status")).startswith("tiny  epoch 200 (5/5)")
+        assert plain(app.screen.query_one("#status")).startswith(f"tiny  epoch 200 ({len(checkpoints(markup_runs))}/{len(checkpoints(markup_runs))})")
 
 
 async def test_a_run_that_cannot_open_says_why_in_plain_text(markup_runs):
@@ -91,7 +91,7 @@ async def test_a_corrupt_metrics_file_still_opens_the_checkpoints(markup_runs):
         await settle(app, pilot)
         screen = app.screen
         assert type(screen).__name__ == "RunScreen"
-        assert screen.epochs == CHECKPOINTS  # not "no checkpoints yet"
+        assert screen.epochs == checkpoints(markup_runs, "bad_metrics")  # not "no checkpoints yet"
         assert any(sev == "warning" and "metrics.safetensors is corrupt" in msg for sev, msg in seen), seen
         await pilot.press("2")  # a study of the checkpoint works
         await settle(app, pilot)
