@@ -55,11 +55,12 @@ def open_for_resume(args: argparse.Namespace, store):
         raise GrokError(f"--epochs {args.epochs} is below the {done} epochs run {run.id} has "
                         f"done: give {done} or more")
     check_writable(run.path, f"run {run.id} cannot be trained further")
+    if not args.force:
+        check_fits(run.config, pick_device(args.device or run.config.train.device))
+    trainer = run.trainer(device=args.device)  # reads and checks the split, weights, resume state
+    # the lock after every check, so bad input leaves nothing (not even .lock) behind
     lock = run.lock()  # one trainer per run: a second is refused, naming this process
     try:
-        if not args.force:
-            check_fits(run.config, pick_device(args.device or run.config.train.device))
-        trainer = run.trainer(device=args.device)  # reads and checks the split, weights, resume state
         if args.epochs is not None and args.epochs != run.config.train.epochs:
             # continuing for more epochs is a change of plan, recorded in the run's config
             run = store.extend_epochs(run, args.epochs)

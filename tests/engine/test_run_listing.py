@@ -117,7 +117,9 @@ def test_reading_a_bad_file_raises_one_grok_error_naming_it(broken_store):
     with pytest.raises(GrokError, match="unfinished import"):
         broken_store.open("good").trainer()
     # a bad metrics file hides no checkpoint
-    assert broken_store.open("metrics_2d").checkpoint_epochs() == [0, 10, 20]
+    on_disk = sorted(int(f.stem.split("_")[1])
+                     for f in (broken_store.root / "metrics_2d" / "checkpoints").glob("epoch_*.safetensors"))
+    assert broken_store.open("metrics_2d").checkpoint_epochs() == on_disk and len(on_disk) >= 3
 
 
 def test_permission_denied_is_not_reported_as_missing(broken_store, monkeypatch):
