@@ -166,6 +166,11 @@ class GrokApp(App):
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def create_run(self, request: NewRunRequest) -> None:
         try:
+            from grok_engine.memory import check_fits
+            from grok_engine.train import pick_device
+
+            # the device and the size first, as `grok-tui train`: a refused run leaves no folder
+            check_fits(request.config, pick_device(request.config.train.device))
             run = self.store.create(request.config, run_id=request.run_id)
         except Exception as exc:  # noqa: BLE001
             self.post_message(EngineFailed(str(exc)))

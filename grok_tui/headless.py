@@ -223,7 +223,10 @@ def run_cells(s) -> list[Text]:
     if s.error:
         return [Text(s.id), Text(s.task), Text(str(s.p or "?")), Text("unreadable", style="red"),
                 Text("-"), Text("-"), Text("-")]
-    return [Text(s.id), Text(s.task), Text(str(s.p)), Text(f"{s.epochs_done}/{s.epochs_planned}"),
+    epochs = Text(f"{s.epochs_done}/{s.epochs_planned}")
+    if s.diverged_epoch is not None:
+        epochs.append(f" diverged at {s.diverged_epoch}", style="red")
+    return [Text(s.id), Text(s.task), Text(str(s.p)), epochs,
             Text(_fmt(s.train_acc, ".4f")), Text(_fmt(s.test_acc, ".4f")),
             Text(str(s.grok_epoch) if s.grok_epoch is not None else "-")]
 

@@ -184,6 +184,14 @@ class RunScreen(Screen):
             from grok_engine.train import Metrics
 
             metrics, notice = Metrics(), f"no training curves: {_message(exc)}"
+        try:
+            diverged = run.diverged()
+        except Exception as exc:  # noqa: BLE001 - an unreadable marker hides nothing else
+            diverged, notice = None, notice or _message(exc)
+        if diverged is not None:
+            notice = "; ".join(filter(None, [
+                f"diverged at epoch {diverged['epoch']} ({diverged['reason']}): checkpoints end at "
+                f"the last finite one", notice]))
         self.post_message(RunOpened(run, epochs, metrics, notice))
         from grok_engine.context import ContextCache  # the slow import, off the UI thread
 

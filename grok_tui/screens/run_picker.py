@@ -32,7 +32,10 @@ def row_cells(s: Any) -> list[str]:
     """The picker's cells of one RunSummary (a run that cannot be read: "unreadable")."""
     if s.error:
         return [s.id, s.task, str(s.p or "?"), "unreadable", "-", "-", "-"]
-    return [s.id, s.task, str(s.p), f"{s.epochs_done}/{s.epochs_planned}", _pct(s.train_acc),
+    epochs = f"{s.epochs_done}/{s.epochs_planned}"
+    if s.diverged_epoch is not None:
+        epochs += f" diverged at {s.diverged_epoch}"
+    return [s.id, s.task, str(s.p), epochs, _pct(s.train_acc),
             _pct(s.test_acc), "-" if s.grok_epoch is None else str(s.grok_epoch)]
 
 

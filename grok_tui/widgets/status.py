@@ -20,8 +20,7 @@ class StatusLine(Static):
 
     DEFAULT_CSS = """
     StatusLine {
-        height: auto;
-        max-height: 2;  /* a long run id wraps the line rather than cut its last figures */
+        height: 1;  /* fixed: an auto height re-lays the screen out on every update */
         width: 1fr;
         padding: 0 1;
     }

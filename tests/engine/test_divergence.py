@@ -93,6 +93,10 @@ def test_train_command_prints_the_diverged_line_and_exits_3(runs_dir, capsys):
     assert main(["train", "--resume", "nan", "--runs-dir", str(runs_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"diverged at epoch {epoch}" in err[0]
+    # and `runs` says so on its row
+    assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "nan" in line)
+    assert f"diverged at {epoch}" in row
 
 
 def test_studies_refuse_a_nan_checkpoint(runs_dir, capsys, tiny_factory):

@@ -108,3 +108,38 @@ async def test_progress_pane_skips_a_corrupt_checkpoint_and_says_which(markup_ru
         assert pane.result is not None and pane.result.scalars["skipped_checkpoints"] == [50]
         summary = plain(pane.query_one("#summary"))
         assert "skipped 1 unreadable checkpoint" in summary and "epoch_000050.safetensors" in summary
+
+
+async def test_a_diverged_run_says_so_in_the_picker_and_when_opened(runs):
+    """A run marked diverged (diverged.json, as the trainer writes it) shows the epoch in the
+    picker's epochs column and a notice when it opens."""
+    import json as _json
+
+    (runs / "tiny" / "diverged.json").write_text(_json.dumps({"epoch": 201, "reason": "train loss is nan"}))
+    app = GrokApp(None, runs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one("#runs-table")
+        cells = [str(c) for c in table.get_row_at(0)]
+        assert any("diverged at 201" in c for c in cells), cells
+    app = GrokApp("tiny", runs)
+    seen = record_notifications(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert any("diverged at epoch 201 (train loss is nan)" in msg for _sev, msg in seen), seen
+
+
+async def test_a_run_too_large_for_memory_is_refused_by_the_app_before_its_folder(tmp_path):
+    """The new-run form's request goes through the same size check as `grok-tui train`."""
+    from grok_engine.config import RunConfig
+    from grok_tui.screens.new_run import NewRunRequest
+
+    runs_dir = tmp_path / "runs"
+    app = GrokApp(None, runs_dir)
+    seen = record_notifications(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.create_run(NewRunRequest(RunConfig().replace(task="mod_add", p=1000, device="cpu"), "huge"))
+        await settle(app, pilot)
+    assert any(sev == "error" and "memory" in msg for sev, msg in seen), seen
+    assert not (runs_dir / "huge").exists()
