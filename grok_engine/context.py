@@ -126,15 +126,15 @@ class Context:
         forward's last-bit differences between BLAS kernels (AVX2 vs AVX-512 vs SSE: other
         summation orders) moved its R^2 in the third digit. In float64 the activations, and
         so the fit, are a property of the weights. Built on first use (one extra forward of
-        the last position; ~2x the float32 one).
+        the last position, stopped at hook_post).
         """
         if self._neuron_acts_f64 is None:
-            from grok_engine.fast import last_position
+            from grok_engine.fast import last_mlp_post
 
             w64 = {k: v.to(torch.float64) for k, v in self.weights.items()}
             with torch.inference_mode():
-                self._neuron_acts_f64 = last_position(w64, self.tokens[:, 0], self.tokens[:, 1],
-                                                      self.config.model).post
+                self._neuron_acts_f64 = last_mlp_post(w64, self.tokens[:, 0], self.tokens[:, 1],
+                                                      self.config.model)
         return self._neuron_acts_f64
 
     @property

@@ -215,6 +215,17 @@ def last_position(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
     return LastPosition(logits, pattern, resid_mid, pre, post)
 
 
+def last_mlp_post(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                  cfg: ModelConfig) -> torch.Tensor:
+    """The last layer's ``mlp.hook_post`` at '=' [n, d_mlp], and nothing after it (no
+    unembedding: half the work of :func:`last_position` at p=113, for the probe's float64
+    pass)."""
+    resid_mid = (_one_layer_resid_mid if cfg.n_layers == 1 else _deep_resid_mid)(w, a, b, cfg)[0]
+    pre = f"blocks.{cfg.n_layers - 1}."
+    hidden_pre = _plus(_ln(w, pre + "ln2", resid_mid, cfg) @ w[pre + "mlp.W_in"], w, pre + "mlp.b_in")
+    return _act(hidden_pre, cfg)
+
+
 def last_activations(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
                      cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits [n, d_vocab_out], resid_mid [n, d_model], post [n, d_mlp]) at '='."""

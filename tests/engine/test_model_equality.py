@@ -141,3 +141,18 @@ def test_run_with_hooks_on_hook_embed_changes_logits():
     assert torch.equal(identity, clean)
     # hooks are removed afterwards
     assert torch.equal(net(tokens), clean)
+
+
+@pytest.mark.parametrize("task_name, p, n_layers, act_fn, normalization", VARIANTS)
+def test_last_mlp_post_is_last_positions_post(task_name, p, n_layers, act_fn, normalization):
+    """The probe's float64 pass stops at hook_post: the same values as the full pass."""
+    from grok_engine.fast import last_mlp_post, last_position
+
+    task = TaskConfig(task=task_name, p=p)
+    model = ModelConfig(n_layers=n_layers, d_model=32, n_heads=2, d_head=16, d_mlp=48,
+                        act_fn=act_fn, normalization=normalization)
+    w = {k: v.double() for k, v in perturbed_weights(task, model).items()}
+    ds = make_dataset(task)
+    a, b = ds.tokens[:, 0], ds.tokens[:, 1]
+    torch.testing.assert_close(last_mlp_post(w, a, b, model), last_position(w, a, b, model).post,
+                               rtol=0, atol=1e-12)
