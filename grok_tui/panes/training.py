@@ -16,7 +16,6 @@ import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.content import Content
 from textual.widgets import ProgressBar, Static
 
 from grok_engine.results import StudyResult, Table
