@@ -93,3 +93,42 @@ def test_grok_tui_in_tmux(tmp_path):
             raise AssertionError("grok-tui did not quit on q")
     finally:
         subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
+
+
+P113_RUN = Path(__file__).parent.parent / "data" / "runs" / "p113"  # tests/data/make_p113_run.py
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+@pytest.mark.timeout(180)
+def test_p113_clusters_show_three_digit_counts(tmp_path):
+    """The grokked p=113 model's neuron clusters hold 100+ neurons each: at 80x24 the
+    Fourier pane's Clusters view shows each key frequency with its whole 3-digit count
+    (a column cut to two digits showed "116" as "11")."""
+    command = grok_tui_command()
+    if command is None:
+        pytest.skip("the grok-tui command is not installed (pip install -e .)")
+    shutil.copytree(P113_RUN, tmp_path / "runs" / "p113")
+    session = f"grok-e2e-{uuid.uuid4().hex[:8]}"
+    subprocess.run([TMUX, "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
+                    f"cd {tmp_path} && OMP_NUM_THREADS=1 {command} p113 --runs-dir runs"],
+                   check=True, env={**os.environ, "TERM": "xterm-256color"})
+    try:
+        wait_for(session, r"p113\s+epoch 600")
+        keys(session, "6")
+        wait_for(session, r"key frequencies 7, 9, 24, 36")
+        keys(session, "v", "v")
+        counts = {}
+        deadline = time.monotonic() + 60
+        while len(counts) < 4 and time.monotonic() < deadline:
+            screen = capture(session)
+            # the "Neurons per cluster" table's rows (frequency, neuron count) start their
+            # lines; the neuron table beside it only follows from its 6th line on
+            counts = {}
+            for freq, n in re.findall(r"(?m)^\W*(7|9|24|36)\s+(\d+)\s", screen):
+                counts.setdefault(int(freq), int(n))
+            time.sleep(0.2)
+        assert sorted(counts) == [7, 9, 24, 36], capture(session)
+        assert all(100 <= n <= 512 for n in counts.values()), (counts, capture(session))
+        keys(session, "q")
+    finally:
+        subprocess.run([TMUX, "kill-session", "-t", session], capture_output=True)
