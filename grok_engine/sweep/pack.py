@@ -15,12 +15,50 @@ import os
 from contextlib import ExitStack
 from typing import Callable, Sequence
 
+from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 from grok_engine.store import AsyncWriter, Run, RunStore
 from grok_engine.sweep.stacked import DIVERGED, DONE, STOPPED, StackedTrainer, shape_key, stackable
-from grok_engine.train import Progress, Trainer
+from grok_engine.train import MANUAL_MAX_P, Progress, Trainer
 
 ProgressFn = Callable[[str, int, int], None]
+
+# Members per pack on the CPU's numpy path. Measured with bench/pack_size.py (p=23 mod_add,
+# one thread, AMD EPYC, 2 cores shared with other jobs, so rough), model-epochs/s against
+# the solo trainer's: d_model 32: 0.75x at 1 member, 1.6x at 2, 2.2x at 4, 3.5x at 8, 2.9x
+# at 16, 1.8x at 32; the notebook's d_model 128: 0.84, 0.91, 1.06, 1.15, 0.91, 0.73. Past
+# 8 the stack's activations leave the cache. One pack runs on one thread: a sweep fills
+# the other cores with other packs.
+CPU_PACK = 8
+# On a GPU: members of one pack up to this many, fewer when their memory would pass
+# GPU_MEMORY_SHARE of the free device memory (grok_engine.memory's estimate of one run,
+# twice over for vmap's batched intermediates and the padded rows).
+GPU_PACK_MAX = 512
+GPU_MEMORY_SHARE = 0.6
+
+
+def pack_size(device: str, config: RunConfig) -> int:
+    """How many members of ``config``'s shape to stack in one pack on ``device`` ("cpu",
+    "cuda", "mps", "auto"): CPU_PACK on the CPU's numpy path, 1 on the CPU otherwise (no
+    stacking there, see :func:`~grok_engine.sweep.stacked.stackable`), on a GPU as many as
+    fit in its free memory, up to GPU_PACK_MAX."""
+    from grok_engine.memory import device_available, estimate, host_available
+    from grok_engine.train import pick_device
+
+    dev = pick_device(device if device != "auto" else config.train.device)
+    if dev.type == "cpu":
+        t, m = config.task, config.model
+        numpy_path = (t.p <= MANUAL_MAX_P and m.n_layers == 1 and m.normalization == "none"
+                      and m.act_fn == "relu" and config.train.freeze_biases)
+        if not numpy_path:
+            return 1
+        need, free = estimate(config, "cpu").total, host_available()
+        return max(1, min(CPU_PACK, int(0.5 * free // need))) if free else CPU_PACK
+    need = 2 * estimate(config, dev.type).device
+    free = device_available(dev) or host_available()  # mps: the host's memory
+    if not free:
+        return GPU_PACK_MAX
+    return max(1, min(GPU_PACK_MAX, int(GPU_MEMORY_SHARE * free // need)))
 
 
 def train_pack(runs_dir: str | os.PathLike, run_ids: Sequence[str], device: str = "auto",
