@@ -94,7 +94,7 @@ def test_pack_trains_each_member_as_the_solo_trainer():
 def test_members_stop_on_their_own_and_the_rest_go_on():
     """Different epochs, a stop-at-test-acc, a diverging lr: each leaves the pack where its
     solo run ends, and the members left are unchanged by it."""
-    configs = [config(epochs=30), config(epochs=100, seed=2), config(seed=3),
+    configs = [config(epochs=30), config(epochs=100, seed=2, grokfast=True), config(seed=3),
                config(lr=10.0, frac_train=0.3, checkpoint_every=2)]
     stop_acc = [None, None, 0.1, None]
     pack_events = [recorder() for _ in configs]
@@ -225,8 +225,8 @@ def _locked(run) -> bool:
 # -- a killed pack ---------------------------------------------------------------------
 # Member 0 finishes early (then must be left untouched); the others run long enough to be
 # killed mid-way, each with a checkpoint every 5 epochs (the writer busy as it trains).
-KILL_MEMBERS = [dict(epochs=20), dict(epochs=400, weight_decay=0.3),
-                dict(epochs=300, seed=4, grokfast=True), dict(epochs=400, frac_train=0.6, data_seed=9)]
+KILL_MEMBERS = [dict(epochs=20), dict(epochs=160, weight_decay=0.3),
+                dict(epochs=120, seed=4, grokfast=True), dict(epochs=160, frac_train=0.6, data_seed=9)]
 CHILD = ("import sys; from grok_engine.sweep.pack import train_pack; "
          "train_pack(sys.argv[1], sys.argv[2:], device='cpu')")
 
@@ -259,7 +259,7 @@ def test_a_killed_pack_resumes_every_member_from_its_own_last_checkpoint(runs_di
         deadline = time.monotonic() + 120
         # kill once member 0 is finished and every other member is past its first checkpoint
         while not (_resume_epochs(runs_dir / killed[0]) == [20]
-                   and all(_resume_epochs(runs_dir / rid) and max(_resume_epochs(runs_dir / rid)) >= 60
+                   and all(_resume_epochs(runs_dir / rid) and max(_resume_epochs(runs_dir / rid)) >= 30
                            for rid in killed[1:])):
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no checkpoints within 120 s"
@@ -273,8 +273,20 @@ def test_a_killed_pack_resumes_every_member_from_its_own_last_checkpoint(runs_di
     last = {rid: max(_resume_epochs(runs_dir / rid)) for rid in killed}
     assert all(last[rid] < store.open(rid).config.train.epochs for rid in killed[1:]), last
     finished = _files(runs_dir / killed[0])
+    # (a checkpoint past the last resume state, written just before the kill, is redone)
+    kept = {rid: {k: v for k, v in _files(runs_dir / rid).items()
+                  if k.startswith("checkpoints/") and int(k[-18:-12]) <= last[rid]}
+            for rid in killed[1:]}
 
-    assert train_pack(runs_dir, killed, device="cpu") == {rid: "done" for rid in killed}
+    starts: dict[str, int] = {}
+    assert train_pack(runs_dir, killed, device="cpu",
+                      on_progress=lambda rid, epoch, target: starts.setdefault(rid, epoch)
+                      ) == {rid: "done" for rid in killed}
+    for rid in killed[1:]:  # each went on from its own last checkpoint, not from the start
+        assert last[rid] < starts[rid] <= last[rid] + 5, (rid, last[rid], starts[rid])
+        now = _files(runs_dir / rid)
+        assert kept[rid]
+        assert all(now[k] == v for k, v in kept[rid].items())  # its checkpoints so far untouched
     assert train_pack(runs_dir, straight, device="cpu") == {rid: "done" for rid in straight}
     assert _files(runs_dir / killed[0]) == finished  # the finished member untouched
     for a_id, b_id in zip(straight, killed):
