@@ -212,6 +212,21 @@ def test_train_pack_writes_each_member_as_grok_tui_train_does(runs_dir):
     assert _files(runs_dir / "pack-0") == before  # done: not trained again
 
 
+def test_a_stopped_pack_checkpoints_every_member_and_goes_on_later(runs_dir):
+    store = RunStore(runs_dir)
+    ids = ["s-0", "s-1"]
+    for rid, m in zip(ids, MEMBERS[2:]):
+        store.create(config(**m, epochs=60), run_id=rid)
+    calls = []
+    states = train_pack(runs_dir, ids, device="cpu", stop=lambda: calls.append(1) or len(calls) > 25)
+    assert states == {rid: "stopped" for rid in ids}
+    assert [store.open(rid).epochs_done() for rid in ids] == [25, 25]  # checkpointed where they stood
+    assert train_pack(runs_dir, ids, device="cpu") == {rid: "done" for rid in ids}
+    for rid, m in zip(ids, MEMBERS[2:]):
+        solo = Trainer(config(**m, epochs=60)).run()
+        assert_close_metrics(solo, store.open(rid).metrics())
+
+
 def _locked(run) -> bool:
     from grok_engine.run_lock import RunLocked
 
