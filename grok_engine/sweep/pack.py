@@ -23,13 +23,22 @@ from grok_engine.train import MANUAL_MAX_P, Progress, Trainer
 
 ProgressFn = Callable[[str, int, int], None]
 
-# Members per pack on the CPU's numpy path. Measured with bench/pack_size.py (p=23 mod_add,
-# one thread, AMD EPYC, 2 cores shared with other jobs, so rough), model-epochs/s against
-# the solo trainer's: d_model 32: 0.75x at 1 member, 1.6x at 2, 2.2x at 4, 3.5x at 8, 2.9x
-# at 16, 1.8x at 32; the notebook's d_model 128: 0.84, 0.91, 1.06, 1.15, 0.91, 0.73. Past
-# 8 the stack's activations leave the cache. One pack runs on one thread: a sweep fills
-# the other cores with other packs.
-CPU_PACK = 8
+# Members per pack on the CPU's numpy path. Measured with bench/pack_size.py (mod_add, frac
+# 0.3, one thread, AMD EPYC: 2 cores, 1 MiB L2, 32 MiB L3, shared with other jobs): model-
+# epochs per CPU-second (wall clock swung 2x between runs) against the solo trainer's, at
+# 1 / 2 / 4 / 8 / 16 / 32 members:
+#   p=11 d_model 32     0.99  1.50  1.57  1.96  2.44  2.16
+#   p=11 notebook       0.82  1.03  1.28  1.43  1.85   -
+#   p=17 d_model 32     0.82  1.12  1.46  1.26  1.40   -
+#   p=23 d_model 32     0.85  1.30  0.89  0.93  0.87  1.01
+#   p=23 notebook       1.24  0.99  1.09  1.23  1.27  1.43   (noisiest)
+# Stacking saves numpy's per-op overhead, which dominates at small p; at p=23 the matmuls
+# dominate and a pack is about as fast as the solo trainer, so there a sweep's speed comes
+# from packs running in parallel processes (one thread each). 16 is the best or near it
+# everywhere measured. A pack of one member trains with the solo trainer (0.8x as a stack),
+# unless it has a stop-at-test-acc: the stack stops at that epoch exactly, the solo trainer
+# at its next report.
+CPU_PACK = 16
 # On a GPU: members of one pack up to this many, fewer when their memory would pass
 # GPU_MEMORY_SHARE of the free device memory (grok_engine.memory's estimate of one run,
 # twice over for vmap's batched intermediates and the padded rows).
@@ -114,7 +123,7 @@ def _train(runs: list[Run], device: str | None, stop: Callable[[], bool] | None,
     trainers = [run.trainer(device=device) for run in runs]
     with ExitStack() as writers:
         listeners = [_listener(run, writers.enter_context(AsyncWriter(run)), on_progress) for run in runs]
-        if stackable(trainers):
+        if stackable(trainers) and (len(trainers) > 1 or stop_at_test_acc is not None):
             pack = StackedTrainer(trainers, listeners, stop_at_test_acc=[stop_at_test_acc] * len(runs))
             states = pack.run(stop=stop)
         else:  # no stacked forward for this model yet (module docstring of stacked.py)

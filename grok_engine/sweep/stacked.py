@@ -19,9 +19,10 @@ Which stacked forward, chosen by measuring (on the AMD EPYC, 2 cores, of this pr
   trainer runs ``one_layer``'s numpy forward and hand-written backward), the pack runs
   :mod:`grok_engine.sweep.stacked_one_layer`: the same ops with a member axis. numpy's
   stacked matmul is one BLAS call per member on the solo call's shapes, so a member gets
-  the solo trainer's numbers bit for bit (weights, moments, metrics). Speed, p=23: 3.5x
-  the solo trainer's model-epochs/s at 8 members for d_model 32, 1.15x for the notebook's
-  d_model 128 (its matmuls already dominate; ``bench/pack_size.py``).
+  the solo trainer's numbers bit for bit (weights, moments, metrics). It saves numpy's
+  per-op overhead: 1.4x to 2.4x the solo trainer's model-epochs per CPU-second at p=11-17
+  with 16 members, about 1x at p=23 where the matmuls dominate (the table in
+  ``grok_engine.sweep.pack``, from ``bench/pack_size.py``).
 * Every other model (p > 32, LayerNorm, GELU, deeper; any model on a GPU) stacks through
   autograd on ``torch.func.vmap`` of :mod:`grok_engine.fast`'s general forward
   (:class:`_TorchForward`; vmap rather than hand-written bmm/einsum: it batches fast.py's
