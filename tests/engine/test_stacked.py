@@ -227,14 +227,39 @@ def test_a_stopped_pack_checkpoints_every_member_and_goes_on_later(runs_dir):
         assert_close_metrics(solo, store.open(rid).metrics())
 
 
-def _locked(run) -> bool:
+def test_a_member_trained_elsewhere_stops_the_pack_before_it_trains(runs_dir):
     from grok_engine.run_lock import RunLocked
 
+    store = RunStore(runs_dir)
+    for rid in ("a", "b"):
+        store.create(config(epochs=10), run_id=rid)
+    import fcntl
+
+    fd = os.open(runs_dir / "b" / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as another trainer holds it
     try:
-        run.lock().release()
-    except RunLocked:
+        with pytest.raises(RunLocked, match="run b is being trained"):
+            train_pack(runs_dir, ["a", "b"], device="cpu")
+    finally:
+        os.close(fd)
+    assert store.open("a").checkpoint_epochs() == [] and not _locked(store.open("a"))
+    assert train_pack(runs_dir, ["a", "b"], device="cpu") == {"a": "done", "b": "done"}
+
+
+def _locked(run) -> bool:
+    """Whether someone holds the run's flock (asked through a descriptor of our own: this
+    process's RunLock is re-entrant, a second flock on a new descriptor is not)."""
+    import fcntl
+
+    fd = os.open(run.path / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
         return True
-    return False
+    finally:
+        os.close(fd)
 
 
 # -- a killed pack ---------------------------------------------------------------------
