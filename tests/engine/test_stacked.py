@@ -5,7 +5,7 @@ member from its own last checkpoint."""
 from __future__ import annotations
 
 import os
-import shutil
+import random
 import signal
 import subprocess
 import sys
@@ -227,6 +227,20 @@ def test_a_stopped_pack_checkpoints_every_member_and_goes_on_later(runs_dir):
         assert_close_metrics(solo, store.open(rid).metrics())
 
 
+def test_a_diverging_member_is_marked_on_disk_and_not_trained_again(runs_dir):
+    store = RunStore(runs_dir)
+    store.create(config(epochs=30), run_id="ok")
+    store.create(config(lr=10.0, frac_train=0.3, checkpoint_every=2), run_id="nan")
+    assert train_pack(runs_dir, ["ok", "nan"], device="cpu") == {"ok": "done", "nan": "diverged"}
+    bad = store.open("nan")
+    mark = bad.diverged()
+    assert mark is not None and len(bad.metrics()) == mark["epoch"]
+    assert bad.epochs_done() < mark["epoch"]  # checkpoints end at the last good one
+    before = _files(bad.path)
+    assert train_pack(runs_dir, ["ok", "nan"], device="cpu") == {"ok": "done", "nan": "diverged"}
+    assert _files(bad.path) == before
+
+
 def test_a_member_trained_elsewhere_stops_the_pack_before_it_trains(runs_dir):
     from grok_engine.run_lock import RunLocked
 
@@ -304,6 +318,7 @@ def test_a_killed_pack_resumes_every_member_from_its_own_last_checkpoint(runs_di
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "no checkpoints within 120 s"
             time.sleep(0.01)
+        time.sleep(random.Random(5).uniform(0.0, 0.1))  # anywhere, writes in flight
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
