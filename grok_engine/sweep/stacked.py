@@ -132,9 +132,7 @@ class StackedTrainer:
         self.members = [_Member(t, cb or (lambda event: None),
                                 target if target is not None else t.config.train.epochs, acc)
                         for t, cb, target, acc in zip(trainers, callbacks, targets, stop_at_test_acc)]
-        first = trainers[0]
-        self.model, self.p = first.config.model, first.config.task.p
-        self.layout = first.layout
+        self.layout = trainers[0].layout  # one shape: one layout of the flat vector
 
     @property
     def states(self) -> list[str | None]:
@@ -433,7 +431,7 @@ class _TorchForward:
         self.trainers = trainers
         dev = trainers[0].device
         names = sorted({n for t in trainers for n in t.frozen})
-        shapes = dict((n, s) for n, s in param_shapes(trainers[0].config.task, self.model))
+        shapes = dict(param_shapes(trainers[0].config.task, self.model))
         self.frozen = {n: torch.stack([t.frozen[n] if n in t.frozen else torch.zeros(shapes[n], device=dev)
                                        for t in trainers]) for n in names}
         self.train = _padded([(t.train_a, t.train_b, t.train_labels) for t in trainers])
