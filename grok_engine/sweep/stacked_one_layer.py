@@ -1,0 +1,221 @@
+"""``grok_engine.one_layer`` over a leading member axis: M models' numpy forward and
+hand-written backward in one pass, each member on its own rows.
+
+Every op is one_layer's op with an ``M`` axis in front, so that each member's arithmetic
+is the solo trainer's: numpy runs a stacked matmul as one BLAS call per member on the
+same [rows, k] x [k, cols] shapes as the solo call, and the elementwise ops and reductions
+(softmax over 3 positions, log-softmax over a row) add in the same order. A member
+trained in a pack therefore matches the solo trainer to the last bit on one thread
+(``tests/engine/test_stacked.py`` holds it to that), which is what lets the pack promise
+the solo run's metrics: float32 training is chaotic enough that a rounding difference per
+epoch would grow past 1e-5 over a few hundred epochs.
+
+Shapes: as in one_layer, with ``M`` members first: weights ``[M, ...]``, ``X`` [M, T, D],
+``idx3`` [M, n, 3]. Members share ``n`` (every member's forward runs all p*p rows, its
+train rows first); a backward runs on members that share their train row count (see
+:class:`grok_engine.sweep.stacked.StackedTrainer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from grok_engine.config import ModelConfig
+from grok_engine.one_layer import ATT, FLOAT32_TINY, MLP
+
+Weights = dict[str, np.ndarray]
+
+
+def _flat_ab(idx3: np.ndarray, n_heads: int, p: int) -> np.ndarray:
+    """Where member m's row i's attention from head h to a and b sits in the flattened
+    [M, n, H, 2p] matrix (one_layer.Rows.flat_ab with the members one after another)."""
+    M, n = idx3.shape[:2]
+    head = np.arange(n_heads)[None, None, :, None]
+    row = (np.arange(M)[:, None] * n + np.arange(n)[None, :])[:, :, None, None]
+    return ((row * n_heads + head) * (2 * p) + idx3[:, :, None, :2]).ravel()
+
+
+class StackedRows:
+    """One_layer's :class:`~grok_engine.one_layer.Rows` of M members (each its own order of
+    rows), as indices into the stacked arrays.
+
+    ``idx3`` [M, n, 3]: table rows of (a, b, '='); ``flat_ab`` [M * n * H * 2]: see
+    :func:`_flat_ab`; ``gather3`` [M, T, 3n]: one_layer's, per member.
+    """
+
+    def __init__(self, idx3: np.ndarray, p: int, n_heads: int, gather3: np.ndarray | None = None):
+        self.M, self.n = idx3.shape[:2]
+        self.p, self.n_heads, self.idx3 = p, n_heads, idx3
+        self.member = np.arange(self.M)[:, None, None]
+        self.flat_ab = _flat_ab(idx3, n_heads, p)
+        if gather3 is None:
+            M, n = self.M, self.n
+            gather3 = np.zeros((M, 2 * p + 1, 3 * n), np.float32)
+            gather3[np.repeat(np.arange(M), 3 * n), idx3.reshape(-1), np.tile(np.arange(3 * n), M)] = 1.0
+        self.gather3 = gather3
+
+    @classmethod
+    def of(cls, a: np.ndarray, b: np.ndarray, p: int, n_heads: int) -> "StackedRows":
+        """Rows ``[a, b, =]`` of each member: a, b [M, n] int."""
+        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+        return cls(np.stack([a, b + p, np.full_like(a, 2 * p)], 2), p, n_heads)
+
+    def head(self, members: np.ndarray, n: int) -> "StackedRows":
+        """The first ``n`` rows of the members ``members`` (indices into this stack)."""
+        return StackedRows(self.idx3[members, :n], self.p, self.n_heads,
+                           np.ascontiguousarray(self.gather3[members, :, :3 * n]))
+
+
+@dataclass
+class Tables:
+    """one_layer's per-token tables, per member."""
+
+    X: np.ndarray          # [M, T, d_model]
+    q_s: np.ndarray        # [M, H, d_head]
+    k_dir: np.ndarray      # [M, H, d_model]
+    scores: np.ndarray     # [M, T, H]
+    V: np.ndarray          # [M, H, T, d_head]
+    VO: np.ndarray         # [M, H, T, d_model]
+    VO_ab: np.ndarray      # [M, H * 2p, d_model]
+    W_logit: np.ndarray    # [M, d_mlp, d_vocab_out]
+
+    def take(self, members: np.ndarray) -> "Tables":
+        return Tables(*(getattr(self, f)[members] for f in self.__dataclass_fields__))
+
+
+def tables(w: Weights, p: int, cfg: ModelConfig) -> Tables:
+    H = cfg.n_heads
+    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
+    M = W_E.shape[0]
+    X = np.empty((M, 2 * p + 1, W_E.shape[2]), np.float32)
+    np.add(W_E[:, :p], W_pos[:, 0:1], out=X[:, :p])
+    np.add(W_E[:, :p], W_pos[:, 1:2], out=X[:, p:2 * p])
+    np.add(W_E[:, p], W_pos[:, 2], out=X[:, 2 * p])
+    q_s = np.matmul(X[:, None, -1:], w[ATT + "W_Q"])[:, :, 0] * np.float32(cfg.d_head ** -0.5)
+    k_dir = np.matmul(w[ATT + "W_K"], q_s[:, :, :, None])[:, :, :, 0]
+    V = np.matmul(X[:, None], w[ATT + "W_V"])
+    VO = np.matmul(V, w[ATT + "W_O"])
+    W_logit = np.matmul(w[MLP + "W_out"], w["unembed.W_U"])
+    scores = np.matmul(X, k_dir.transpose(0, 2, 1))
+    return Tables(X, q_s, k_dir, scores, V, VO, VO[:, :, :2 * p].reshape(M, H * 2 * p, -1), W_logit)
+
+
+@dataclass
+class Saved:
+    t: Tables
+    P: np.ndarray          # [M, n, 3, H]
+    A: np.ndarray          # [M, n, H * 2p]
+    resid_mid: np.ndarray  # [M, n, d_model]
+    post: np.ndarray       # [M, n, d_mlp]
+
+    def head(self, members: np.ndarray, n: int, all_members: bool) -> "Saved":
+        """The first ``n`` rows of ``members`` (views when ``all_members``)."""
+        if all_members:
+            return Saved(self.t, self.P[:, :n], self.A[:, :n], self.resid_mid[:, :n], self.post[:, :n])
+        return Saved(self.t.take(members), self.P[members, :n], self.A[members, :n],
+                     self.resid_mid[members, :n], self.post[members, :n])
+
+
+def forward(w: Weights, rows: StackedRows, cfg: ModelConfig) -> tuple[np.ndarray, Saved]:
+    """Logits at '=' [M, n, d_vocab_out] float32 and the activations for :func:`backward`."""
+    t = tables(w, rows.p, cfg)
+    M, n, H, T2 = rows.M, rows.n, cfg.n_heads, 2 * rows.p
+    S = t.scores[rows.member, rows.idx3]                                # [M, n, 3, H]
+    S -= S.max(2, keepdims=True)
+    np.exp(S, out=S)
+    P = S
+    P /= S.sum(2, keepdims=True)
+    A = np.zeros(M * n * H * T2, np.float32)
+    A[rows.flat_ab] = P[:, :, :2].transpose(0, 1, 3, 2).ravel()
+    A = A.reshape(M, n, H * T2)
+    resid_mid = np.matmul(A, t.VO_ab)
+    resid_mid += np.matmul(P[:, :, 2], t.VO[:, :, -1])
+    resid_mid += t.X[:, -1:]
+    post = np.matmul(resid_mid, w[MLP + "W_in"])
+    np.maximum(post, 0, out=post)
+    logits = np.matmul(post, t.W_logit)
+    logits += np.matmul(resid_mid, w["unembed.W_U"])
+    return logits, Saved(t, P, A, resid_mid, post)
+
+
+def backward(w: Weights, rows: StackedRows, s: Saved, dlogits: np.ndarray, grads: Weights,
+             cfg: ModelConfig) -> None:
+    """one_layer.backward per member: ``grads[name]`` [M, ...] overwritten."""
+    M, n, H, p = rows.M, rows.n, cfg.n_heads, rows.p
+    T2 = 2 * p
+    W_U, W_in, W_out = w["unembed.W_U"], w[MLP + "W_in"], w[MLP + "W_out"]
+    W_Q, W_K, W_V, W_O = (w[ATT + k] for k in ("W_Q", "W_K", "W_V", "W_O"))
+    t = s.t
+
+    def T(x: np.ndarray) -> np.ndarray:
+        return x.swapaxes(-1, -2)
+
+    dW_logit = np.matmul(T(s.post), dlogits)
+    np.matmul(dW_logit, T(W_U), out=grads[MLP + "W_out"])
+    dW_U = np.matmul(T(s.resid_mid), dlogits, out=grads["unembed.W_U"])
+    dW_U += np.matmul(T(W_out), dW_logit)
+    dpre = np.matmul(dlogits, T(t.W_logit))
+    dpre *= s.post > 0
+    np.matmul(T(s.resid_mid), dpre, out=grads[MLP + "W_in"])
+    dresid = np.matmul(dpre, T(W_in))
+    dresid += np.matmul(dlogits, T(W_U))
+    dP = np.empty((M, n, 3, H), np.float32)
+    dA = np.matmul(dresid, T(t.VO_ab))
+    dP[:, :, :2] = dA.reshape(-1)[rows.flat_ab].reshape(M, n, H, 2).transpose(0, 1, 3, 2)
+    dP[:, :, 2] = np.matmul(dresid, T(t.VO[:, :, -1]))
+    dS = dP
+    dS -= (dP * s.P).sum(2, keepdims=True)
+    dS *= s.P
+    dSt = np.matmul(rows.gather3, dS.reshape(M, 3 * n, H))              # [M, T, H]
+    dVO = np.empty_like(t.VO)
+    dVO[:, :, :T2] = np.matmul(T(s.A), dresid).reshape(M, H, T2, -1)
+    dVO[:, :, T2] = np.matmul(T(s.P[:, :, 2]), dresid)
+    u = np.matmul(T(t.X), dSt)                                           # [M, d_model, H]
+    uT = T(u)
+    np.multiply(uT[:, :, :, None], t.q_s[:, :, None, :], out=grads[ATT + "W_K"])
+    dq = np.matmul(T(W_K), uT[:, :, :, None])[:, :, :, 0]
+    dq *= np.float32(cfg.d_head ** -0.5)
+    x_eq = t.X[:, -1]
+    np.multiply(x_eq[:, None, :, None], dq[:, :, None, :], out=grads[ATT + "W_Q"])
+    np.matmul(T(t.V), dVO, out=grads[ATT + "W_O"])
+    dV = np.matmul(dVO, T(W_O))
+    np.matmul(T(t.X)[:, None], dV, out=grads[ATT + "W_V"])
+    dX = np.matmul(dV, T(W_V)).sum(1)                          # [M, T, d_model]
+    dX += np.matmul(dSt, t.k_dir)
+    dX[:, -1] += dresid.sum(1) + np.matmul(W_Q, dq[:, :, :, None]).sum(1)[:, :, 0]
+    dW_E, dW_pos = grads["embed.W_E"], grads["pos_embed.W_pos"]
+    np.add(dX[:, :p], dX[:, p:T2], out=dW_E[:, :p])
+    dW_E[:, p] = dX[:, T2]
+    dX[:, :p].sum(1, out=dW_pos[:, 0])
+    dX[:, p:T2].sum(1, out=dW_pos[:, 1])
+    dW_pos[:, 2] = dX[:, T2]
+
+
+def log_probs(logits: np.ndarray) -> np.ndarray:
+    """one_layer.log_probs over the last axis of [M, n, vocab]."""
+    x = logits.astype(np.float64)
+    x -= x.max(-1, keepdims=True)
+    x -= np.log(np.exp(x).sum(-1, keepdims=True))
+    return x
+
+
+def loss_and_dlogits(logits: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per member: loss [M] (float64) and dlogits [M, n, vocab] (float32), as one_layer's."""
+    logp = log_probs(logits)
+    n = logits.shape[1]
+    loss = np.array([-float(np.vdot(lp, oh)) / n for lp, oh in zip(logp, onehot)])
+    dlogits = np.exp(logp)
+    dlogits -= onehot
+    dlogits /= n
+    dlogits[np.abs(dlogits) < FLOAT32_TINY] = 0.0
+    return loss, dlogits.astype(np.float32)
+
+
+def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray,
+                      onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per member: mean cross-entropy [M] (float64) and accuracy [M]."""
+    n = logits.shape[1]
+    loss = np.array([-float(np.vdot(lp, oh)) / n for lp, oh in zip(log_probs(logits), onehot)])
+    return loss, (logits.argmax(-1) == labels).mean(1)
