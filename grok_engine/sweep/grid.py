@@ -142,6 +142,7 @@ def parse_axis(flag: str, texts: Iterable[str], flags: dict[str, FlagSpec], wher
     spec = _spec(flags, flag, where)
     where = f"{where} {spec.name}"
     values: list[Any] = []
+    seen: set[Any] = set()
     for text in texts:
         expanded = log_values(spec, text.strip(), where) if text.strip().startswith("log:") else [text]
         for item in expanded:
@@ -150,6 +151,7 @@ def parse_axis(flag: str, texts: Iterable[str], flags: dict[str, FlagSpec], wher
                 raise GridError(f"{where}: the value {short_repr(value, 40)} is given twice "
                                 f"(two members would be the same run)")
             values.append(value)
+            seen.add(value)
     if not values:
         raise GridError(f"{where}: the axis is empty: give at least one value")
     return Axis(spec.name, tuple(values))
