@@ -184,11 +184,28 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread meanwhile: the processes (and threads) started here
+    inherit the mask, so a Ctrl-C during a worker's start (before it ignores SIGINT)
+    waits, and is then dropped, instead of printing a KeyboardInterrupt traceback."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _local_worker_init(progress_queue, stop_event) -> None:
     """One worker process: one thread (a small model's ops do not split), deaf to Ctrl-C
     (the driver sets ``stop_event``: the pack checkpoints and returns)."""
     global _worker_queue, _worker_stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see _sigint_blocked
     _die_with_parent()
     import torch
 
@@ -237,11 +254,13 @@ def run_local(runs_dir: str | os.PathLike, packs: list[Pack], train_pack: TrainP
     ctx = multiprocessing.get_context("spawn")
     progress_queue, stop_event = ctx.Queue(), ctx.Event()
     states: dict[str, str] = {}
-    with ProcessPoolExecutor(max_workers=min(workers, len(packs)), mp_context=ctx,
-                             initializer=_local_worker_init,
-                             initargs=(progress_queue, stop_event)) as pool:
+    with _sigint_blocked():  # the pool starts its processes and its manager thread here
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(packs)), mp_context=ctx,
+                                   initializer=_local_worker_init,
+                                   initargs=(progress_queue, stop_event))
         futures = {pool.submit(_local_pack, str(runs_dir), p.run_ids, train_pack, device)
                    for p in packs}
+    with pool:
         while futures:
             if stop is not None and stop():
                 stop_event.set()
