@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
-import tempfile
 import time
 from itertools import product
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ modules, run as a script
 
-from common import (GROK_TUI, Bench, Figure, anchor_cmd, find_anchor_python, fmt_ratio, ours_env,  # noqa: E402
-                    parse_float, run_timed, say)
+from common import (GROK_TUI, Bench, Figure, anchor_cmd, ours_env, parse_float, run_alone,  # noqa: E402
+                    run_timed, say)
 
 WEIGHT_DECAYS = (0.3, 1.0)
 FRACS = (0.3, 0.5)
@@ -126,17 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per member (default 2000)")
     parser.add_argument("--no-anchor", action="store_true", help="leave the notebook side out")
     args = parser.parse_args(argv)
-    anchor_python, why = (None, "--no-anchor") if args.no_anchor else find_anchor_python()
-    workdir = Path(tempfile.mkdtemp(prefix="grok-bench-g-"))
-    bench = Bench(quick=args.quick, reps=1, workdir=workdir, anchor_python=anchor_python, anchor_why_not=why)
-    try:
-        run(bench, args.epochs, anchor=not args.no_anchor)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    for f in bench.figures:
-        say(f"{f.name}: ours {f.ours}, other {f.anchor}, ratio {fmt_ratio(f.ratio)} {f.verdict} ({f.note})")
-    return 0
-
+    return run_alone("g", lambda bench: run(bench, args.epochs, anchor=not args.no_anchor),
+                     args.quick, reps=1, anchor=not args.no_anchor)
 
 if __name__ == "__main__":
     sys.exit(main())
