@@ -159,6 +159,8 @@ def main(args: argparse.Namespace) -> int:
     from grok_tui.cli import runs_folder
 
     store = SweepStore(runs_folder(args.runs_dir))
+    if args.ray_address and args.executor != "ray":
+        raise GrokError(f"--ray-address {args.ray_address} needs --executor ray")
     if args.resume:
         check_resume_args(args)
         sweep = store.open(args.resume)

@@ -48,6 +48,7 @@ def bad_sweep_rows(root: Path) -> list[tuple[list[str], str]]:
         (sweep(), "needs at least one --grid"),
         (sweep("--config", str(toml)), "[sweep] weight-decay: the axis is empty"),
         (sweep("--grid", "seed=1", "--executor", "slurm"), "invalid choice: 'slurm'"),
+        (sweep("--grid", "seed=1", "--ray-address", "h:6379"), "--ray-address h:6379 needs --executor ray"),
         (sweep("--grid", "seed=1", "--sweep-id", "../x"), "sweep id '../x'"),
         (sweep("--grid", "seed=1", "--sweep-id", "taken"), "sweep id 'taken' is taken: a run 'taken-000'"),
         (["sweep", "--resume", "nope", "--runs-dir", runs], "sweep 'nope' does not exist"),
