@@ -160,11 +160,14 @@ _worker_queue = None
 _worker_stop = None
 
 
-def _die_with_parent() -> None:
-    """Make this worker die with the driver (a SIGKILLed ``grok-tui sweep`` must not leave
-    workers training, holding the members' locks): PR_SET_PDEATHSIG on Linux, else a
-    thread that exits when the parent changes."""
-    parent = os.getppid()
+def _die_with_parent(parent: int) -> None:
+    """Make this worker die with the driver, process ``parent`` (a SIGKILLed ``grok-tui
+    sweep`` must not leave workers training, holding the members' locks):
+    PR_SET_PDEATHSIG on Linux, else a thread that exits when the parent changes. The
+    driver's pid comes from the driver: one read here could already be init's, when the
+    driver died while this worker was still importing."""
+    if os.getppid() != parent:
+        os._exit(1)
     try:
         import ctypes
 
@@ -199,14 +202,14 @@ def _sigint_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _local_worker_init(progress_queue, stop_event) -> None:
+def _local_worker_init(driver_pid: int, progress_queue, stop_event) -> None:
     """One worker process: one thread (a small model's ops do not split), deaf to Ctrl-C
     (the driver sets ``stop_event``: the pack checkpoints and returns)."""
     global _worker_queue, _worker_stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see _sigint_blocked
-    _die_with_parent()
+    _die_with_parent(driver_pid)
     import torch
 
     torch.set_num_threads(1)
@@ -257,7 +260,7 @@ def run_local(runs_dir: str | os.PathLike, packs: list[Pack], train_pack: TrainP
     with _sigint_blocked():  # the pool starts its processes and its manager thread here
         pool = ProcessPoolExecutor(max_workers=min(workers, len(packs)), mp_context=ctx,
                                    initializer=_local_worker_init,
-                                   initargs=(progress_queue, stop_event))
+                                   initargs=(os.getpid(), progress_queue, stop_event))
         futures = {pool.submit(_local_pack, str(runs_dir), p.run_ids, train_pack, device)
                    for p in packs}
     with pool:
