@@ -41,7 +41,6 @@ VICTIM = textwrap.dedent("""
     import sys
     from grok_engine.config import RunConfig
     from grok_engine.store import RunStore
-from tests.fixtures import tiny_config as shared_tiny_config
     cfg = RunConfig().replace(task="mod_add", p=7, frac_train=0.5, n_heads=2, d_model=32,
                               d_head=16, d_mlp=64, epochs=1_000_000, checkpoint_every=3,
                               device="cpu")
