@@ -226,7 +226,7 @@ class AutogradStepper:
     found when the rows reach the host at a flush."""
 
     def __init__(self, trainer: "Trainer"):
-        self.t = trainer
+        self.trainer = trainer
         self.nan = torch.tensor(math.nan, dtype=torch.float64, device=trainer.device)
 
     def loop_context(self) -> ContextManager:
@@ -235,13 +235,13 @@ class AutogradStepper:
     def evaluate(self, need_test: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
         if not need_test:
             return None
-        t = self.t
+        t = self.trainer
         with torch.inference_mode():
             logits = last_logits(t.views(detach=True), t.test_a, t.test_b, t.config.model)
             return loss_fn(logits, t.test_labels), accuracy(logits, t.test_labels)
 
     def gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
-        t = self.t
+        t = self.trainer
         logits = last_logits(t.views(), t.train_a, t.train_b, t.config.model)
         logits.register_hook(flush_subnormals)
         loss = loss_fn(logits, t.train_labels)
@@ -258,7 +258,7 @@ class AutogradStepper:
         return False  # on the device: found at the flush, without a sync here
 
     def after_step(self) -> None:
-        self.t.flat.grad.zero_()
+        self.trainer.flat.grad.zero_()
 
 
 class NumpyStepper:
@@ -273,7 +273,7 @@ class NumpyStepper:
     nan = math.nan
 
     def __init__(self, trainer: "Trainer"):
-        self.t = trainer
+        self.trainer = trainer
         cfg = trainer.config
         p, H, d_out = cfg.task.p, cfg.model.n_heads, cfg.task.d_vocab_out
         # numpy views of the flat weights and gradient: the hand-written backward writes
@@ -296,7 +296,7 @@ class NumpyStepper:
         return stack
 
     def evaluate(self, need_test: bool) -> tuple[float, float] | None:
-        self._forward = one_layer.forward(self._w, self._all_rows, self.t.config.model)
+        self._forward = one_layer.forward(self._w, self._all_rows, self.trainer.config.model)
         if not need_test:
             return None
         n = self._train_rows.n
@@ -308,7 +308,7 @@ class NumpyStepper:
         logits, saved = self._forward[0][:rows.n], self._forward[1].head(rows.n)
         self._forward = None  # its weights are about to change
         loss, dlogits = one_layer.loss_and_dlogits(logits, onehot)
-        one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.t.config.model)
+        one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.trainer.config.model)
         return loss, one_layer.accuracy(logits, labels)
 
     def row(self, train_loss, test_loss, train_acc, test_acc) -> tuple[float, float, float, float]:
