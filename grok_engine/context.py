@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from grok_engine import param_names as names
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 from grok_engine.tasks import Dataset, make_dataset
@@ -104,13 +105,12 @@ class Context:
     @property
     def W_E(self) -> torch.Tensor:
         """Embedding without the '=' row: [p, d_model]."""
-        return self.weights["embed.W_E"][:-1]
+        return self.weights[names.W_E][:-1]
 
     @property
     def W_logit(self) -> torch.Tensor:
         """W_out @ W_U of the last layer: [d_mlp, d_vocab_out]."""
-        last = self.config.model.n_layers - 1
-        return self.weights[f"blocks.{last}.mlp.W_out"] @ self.weights["unembed.W_U"]
+        return names.w_logit(self.weights, self.config.model.n_layers - 1)
 
     @property
     def neuron_acts(self) -> torch.Tensor:

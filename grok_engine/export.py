@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
+from grok_engine.atomic import atomic_write_text
 from grok_engine.errors import GrokError, describe_os_error
 from grok_engine.results import Grid, StudyResult, Table
 
@@ -115,19 +116,6 @@ def _result_options(result: StudyResult) -> dict[str, Any]:
     return options
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _ensure_folder(folder: Path) -> None:
     if os.path.lexists(folder) and not folder.is_dir():
         raise GrokError(f"cannot write into {folder}: it is a file, not a folder")
@@ -146,7 +134,7 @@ def write_csv(item: Table | Grid, path: str | os.PathLike) -> Path:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(csv_rows(item))
     try:
-        _atomic_write_text(path, buf.getvalue())
+        atomic_write_text(path, buf.getvalue())
     except OSError as exc:
         raise GrokError(f"cannot write {path}: {describe_os_error(exc)}") from None
     return path

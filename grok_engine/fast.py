@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.weak import WeakIdKeyDictionary
 
+from grok_engine import param_names as names
 from grok_engine.config import ModelConfig
 
 
@@ -59,20 +60,20 @@ def _mlp_and_unembed(w: dict[str, torch.Tensor], layer: int, resid_mid: torch.Te
                      cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """resid_mid [n, d_model] at the last position -> (logits [n, d_vocab_out],
     pre [n, d_mlp], post [n, d_mlp])"""
-    pre = f"blocks.{layer}.mlp."
-    hidden_pre = _plus(_ln(w, f"blocks.{layer}.ln2", resid_mid, cfg) @ w[pre + "W_in"], w, pre + "b_in")
+    pre = names.mlp(layer)
+    hidden_pre = _plus(_ln(w, f"{names.block(layer)}ln2", resid_mid, cfg) @ w[pre + "W_in"], w, pre + "b_in")
     hidden = _act(hidden_pre, cfg)
-    W_U = w["unembed.W_U"]
+    W_U = w[names.W_U]
     if cfg.normalization == "LN":
         resid_post = _plus(resid_mid + hidden @ w[pre + "W_out"], w, pre + "b_out")
-        return _plus(layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U, w, "unembed.b_U"), hidden_pre, hidden
+        return _plus(layer_norm(resid_post, w["ln_final.w"], w["ln_final.b"]) @ W_U, w, names.B_U), hidden_pre, hidden
     # Without a final LayerNorm the unembedding is linear in the MLP output, so go through
     # W_logit = W_out @ W_U [d_mlp, d_vocab_out]: d_vocab_out is often far below d_model.
-    W_logit = w[pre + "W_out"] @ W_U
+    W_logit = names.w_logit(w, layer)
     logits = resid_mid @ W_U + hidden @ W_logit
     if pre + "b_out" in w:
         logits = logits + w[pre + "b_out"] @ W_U
-    return _plus(logits, w, "unembed.b_U"), hidden_pre, hidden
+    return _plus(logits, w, names.B_U), hidden_pre, hidden
 
 
 def _one_layer_resid_mid(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,

@@ -23,7 +23,8 @@ import torch
 
 from grok_engine.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 from grok_engine.errors import GrokError, os_error
-from grok_engine.store import Run, RunStore, check_run_id, check_split, strip_buffers
+from grok_engine.paths import check_run_id
+from grok_engine.store import Run, RunStore, check_split, strip_buffers
 from grok_engine.tasks import all_pairs
 from grok_engine.train import Checkpoint, Metrics
 from grok_engine.weights import check_weights

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grok_engine import param_names as names
 from grok_engine.config import ModelConfig
 
-ATT, MLP = "blocks.0.attn.", "blocks.0.mlp."
-WEIGHTS = ("embed.W_E", "pos_embed.W_pos", ATT + "W_Q", ATT + "W_K", ATT + "W_V", ATT + "W_O",
-           MLP + "W_in", MLP + "W_out", "unembed.W_U")
+ATT, MLP = names.attn(0), names.mlp(0)
+WEIGHTS = (names.W_E, names.W_POS, ATT + "W_Q", ATT + "W_K", ATT + "W_V", ATT + "W_O",
+           MLP + "W_in", MLP + "W_out", names.W_U)
 
 Weights = dict[str, np.ndarray]
 
@@ -102,7 +103,7 @@ def tables(w: Weights, p: int, cfg: ModelConfig) -> Tables:
     VO = np.matmul(V, w[ATT + "W_O"])                                  # [H, T, d_model]
     # No final LayerNorm: the unembedding is linear in the MLP output, so go through
     # W_logit [d_mlp, d_vocab_out]: fewer flops than post @ W_out when d_vocab_out < d_model.
-    W_logit = w[MLP + "W_out"] @ w["unembed.W_U"]
+    W_logit = names.w_logit(w, 0)
     return Tables(X, q_s, k_dir, X @ k_dir.T, V, VO, VO[:, :2 * p].reshape(H * 2 * p, -1), W_logit)
 
 

@@ -8,7 +8,7 @@ over. The file holds the holder's pid, for the message that refuses a second tra
 lock is re-entrant within one process (the trainer extending its own run's epochs takes it
 again).
 
-Temporary files are named ``.tmp-<pid>-<name>`` (``store._atomic_write``); a SIGKILL
+Temporary files are named ``.tmp-<pid>-<name>`` (``grok_engine.atomic``); a SIGKILL
 mid-write leaves one. Whoever takes the lock removes them: in the folders only the lock
 holder writes (the run folder, ``checkpoints/``, ``resume/``) every one; in ``analysis/``
 (the app's studies write their caches there without the lock) those whose pid is dead.

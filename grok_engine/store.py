@@ -44,88 +44,26 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from grok_engine.config import RunConfig, short_repr
+from grok_engine.atomic import atomic_write, atomic_write_bytes
+from grok_engine.config import RunConfig
 from grok_engine.errors import CorruptCheckpoint, GrokError, describe_os_error, os_error
+from grok_engine.paths import check_run_id, default_runs_dir, is_child_name
 from grok_engine.run_lock import RunLock
 from grok_engine.tasks import Dataset, all_pairs
 from grok_engine.train import METRIC_NAMES, Checkpoint, Diverged, Event, Metrics, Progress
 from grok_engine.weights import check_weights, is_bias, param_shapes
 
-RUNS_DIR_ENV = "GROK_TUI_RUNS_DIR"
 CHECKPOINT_RE = re.compile(r"^epoch_(\d+)\.safetensors$")
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DIVERGED_NAME = "diverged.json"
 
 # config.json keys beside the RunConfig sections: who made the run (a sweep member also
 # has "sweep": {"id": sweep id, "values": {flag: value}})
 INFO_KEYS = ("id", "created", "source", "sweep")
-RUN_ID_MAX = 100  # characters; a folder name must stay under NAME_MAX (255 bytes) with room
-
-
-def check_run_id(run_id: str) -> None:
-    """Refuse a new run's id that is not a safe, short folder name."""
-    if not RUN_ID_RE.match(run_id):
-        raise GrokError(f"run id {short_repr(run_id)} is not allowed: letters, digits, '.', '_', "
-                        f"'-', starting with a letter or digit")
-    if len(run_id) > RUN_ID_MAX:
-        raise GrokError(f"run id {run_id[:20]!r}... has {len(run_id)} characters: allowed at most "
-                        f"{RUN_ID_MAX}")
-
-
-def is_child_name(name: str) -> bool:
-    """A name that can only mean a folder directly inside the runs folder (no traversal)."""
-    seps = {"/", "\0", os.sep, os.altsep or "/"}
-    return bool(name) and name not in (".", "..") and not any(c in name for c in seps)
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
-
-
-_umask: int | None = None
-_umask_guard = threading.Lock()
-
-
-def process_umask() -> int:
-    """This process's umask, read once without changing it where Linux tells it
-    (``/proc/self/status``); elsewhere set and restored once, under a lock."""
-    global _umask
-    with _umask_guard:
-        if _umask is None:
-            try:
-                with open("/proc/self/status") as fh:
-                    _umask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
-            except (OSError, StopIteration, ValueError, IndexError):
-                _umask = os.umask(0o022)
-                os.umask(_umask)
-        return _umask
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` then rename over ``path`` (same folder). The file
-    gets the mode a plain ``open`` would give it (0o666 less the umask): safetensors
-    creates its files 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~process_umask())
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor],
                         metadata: dict[str, str] | None = None) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,15 +20,16 @@ a weight that is not finite stops it with a :class:`Diverged` event instead (see
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, ContextManager, Protocol
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
+from grok_engine import runtime
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 from grok_engine import one_layer
@@ -187,6 +188,142 @@ def first_nonfinite_row(chunk: Metrics, evaluated: np.ndarray) -> tuple[int, str
     return int(chunk.epoch[i]), f"{which} loss is {value}"
 
 
+class Stepper(Protocol):
+    """The two halves of an epoch, by one algorithm, chosen once per trainer.
+
+    Each iteration of ``Trainer._run`` first evaluates the current weights (the test
+    metrics of the epoch that made them), then takes the next step: ``evaluate`` then
+    ``gradient``. A metric is whatever ``nan`` is (a float, or a 0-d tensor on the device);
+    ``row`` makes an epoch's row of them and ``stack`` brings rows to the host as [n, 4]."""
+
+    nan: Any
+
+    def loop_context(self) -> ContextManager:
+        """Held around the whole loop."""
+
+    def evaluate(self, need_test: bool) -> tuple[Any, Any] | None:
+        """Test (loss, accuracy) of the current weights when ``need_test``."""
+
+    def gradient(self) -> tuple[Any, Any]:
+        """Fill ``trainer.flat.grad`` for the train split; (train loss, train accuracy)."""
+
+    def row(self, train_loss: Any, test_loss: Any, train_acc: Any, test_acc: Any) -> Any:
+        """One epoch's row, kept until the next flush."""
+
+    def stack(self, rows: list) -> np.ndarray:
+        """Rows -> [n, 4] float64 on the host."""
+
+    def nonfinite(self, train_loss: Any, test: tuple[Any, Any] | None) -> bool:
+        """Whether this epoch's losses are known, already, not to be finite (forcing a flush)."""
+
+    def after_step(self) -> None:
+        """After AdamW stepped."""
+
+
+class AutogradStepper:
+    """The fast forward (``grok_engine.fast``) with autograd: any model, any device. The
+    metrics stay 0-d tensors on the device (no host sync per epoch); a non-finite loss is
+    found when the rows reach the host at a flush."""
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        self.nan = torch.tensor(math.nan, dtype=torch.float64, device=trainer.device)
+
+    def loop_context(self) -> ContextManager:
+        return contextlib.nullcontext()
+
+    def evaluate(self, need_test: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not need_test:
+            return None
+        t = self.trainer
+        with torch.inference_mode():
+            logits = last_logits(t.views(detach=True), t.test_a, t.test_b, t.config.model)
+            return loss_fn(logits, t.test_labels), accuracy(logits, t.test_labels)
+
+    def gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.trainer
+        logits = last_logits(t.views(), t.train_a, t.train_b, t.config.model)
+        logits.register_hook(flush_subnormals)
+        loss = loss_fn(logits, t.train_labels)
+        loss.backward()
+        return loss.detach(), accuracy(logits.detach(), t.train_labels)
+
+    def row(self, train_loss, test_loss, train_acc, test_acc) -> torch.Tensor:
+        return torch.stack((train_loss, test_loss, train_acc, test_acc))
+
+    def stack(self, rows: list) -> np.ndarray:
+        return torch.stack(rows).cpu().numpy()
+
+    def nonfinite(self, train_loss, test) -> bool:
+        return False  # on the device: found at the flush, without a sync here
+
+    def after_step(self) -> None:
+        self.trainer.flat.grad.zero_()
+
+
+class NumpyStepper:
+    """The hand-written path for the notebook's 1-layer model at small p on the CPU
+    (``grok_engine.one_layer``): numpy forward and backward, metrics as floats.
+
+    One forward of the current weights over the train rows and then the test rows gives
+    the test metrics and the activations the next step's backward reads (the train rows'
+    part). The rows are the same every epoch, evaluated or not, so a run's numbers depend
+    only on its config (BLAS may round a row differently in a matrix of another height)."""
+
+    nan = math.nan
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        cfg = trainer.config
+        p, H, d_out = cfg.task.p, cfg.model.n_heads, cfg.task.d_vocab_out
+        # numpy views of the flat weights and gradient: the hand-written backward writes
+        # into the same memory the torch AdamW steps.
+        self._w = {n: v.numpy() for n, v in trainer.views(detach=True).items()}
+        self._grads = {n: v.numpy() for n, v in trainer._per_name(trainer.flat.grad).items()}
+        tr_a, tr_b, te_a, te_b = trainer.train_a, trainer.train_b, trainer.test_a, trainer.test_b
+        self._train_rows = one_layer.Rows(tr_a.numpy(), tr_b.numpy(), p, H)
+        self._all_rows = one_layer.Rows(torch.cat([tr_a, te_a]).numpy(), torch.cat([tr_b, te_b]).numpy(), p, H)
+        self._train_np = (trainer.train_labels.numpy(), one_layer.onehot(trainer.train_labels.numpy(), d_out))
+        self._test_np = (trainer.test_labels.numpy(), one_layer.onehot(trainer.test_labels.numpy(), d_out))
+        self._forward: tuple[np.ndarray, one_layer.Saved] | None = None
+
+    def loop_context(self) -> ContextManager:
+        # numpy's BLAS on one thread (runtime.single_blas_thread says why); no overflow
+        # warnings: a diverging run is stopped and reported by Trainer._run.
+        stack = contextlib.ExitStack()
+        stack.enter_context(runtime.single_blas_thread())
+        stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
+        return stack
+
+    def evaluate(self, need_test: bool) -> tuple[float, float] | None:
+        self._forward = one_layer.forward(self._w, self._all_rows, self.trainer.config.model)
+        if not need_test:
+            return None
+        n = self._train_rows.n
+        return one_layer.loss_and_accuracy(self._forward[0][n:], *self._test_np)
+
+    def gradient(self) -> tuple[float, float]:
+        assert self._forward is not None, "evaluate makes the forward first"
+        rows, (labels, onehot) = self._train_rows, self._train_np
+        logits, saved = self._forward[0][:rows.n], self._forward[1].head(rows.n)
+        self._forward = None  # its weights are about to change
+        loss, dlogits = one_layer.loss_and_dlogits(logits, onehot)
+        one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.trainer.config.model)
+        return loss, one_layer.accuracy(logits, labels)
+
+    def row(self, train_loss, test_loss, train_acc, test_acc) -> tuple[float, float, float, float]:
+        return (train_loss, test_loss, train_acc, test_acc)
+
+    def stack(self, rows: list) -> np.ndarray:
+        return np.array(rows)
+
+    def nonfinite(self, train_loss, test) -> bool:
+        return not (math.isfinite(train_loss) and (test is None or math.isfinite(test[0])))
+
+    def after_step(self) -> None:
+        pass  # the hand-written backward overwrites every gradient
+
+
 class Trainer:
     """One run's training state; ``run()`` advances it.
 
@@ -213,21 +350,14 @@ class Trainer:
         self.test_a = ds.tokens[ds.test_indices, 0].to(dev)
         self.test_b = ds.tokens[ds.test_indices, 1].to(dev)
         self.test_labels = ds.labels[ds.test_indices].to(dev)
-        self.manual = (self.device.type == "cpu" and config.task.p <= MANUAL_MAX_P
-                       and one_layer.supported(config.model, frozenset(self.params) | set(self.frozen)))
-        if self.manual:
-            # numpy views of the flat weights and gradient: the hand-written backward
-            # writes into the same memory the torch AdamW steps.
-            p, H, d_out = config.task.p, config.model.n_heads, config.task.d_vocab_out
-            self._w = {n: v.numpy() for n, v in self.views(detach=True).items()}
-            self._grads = {n: v.numpy() for n, v in self._per_name(self.flat.grad).items()}
-            # One forward per epoch over the train rows then the test rows (see _run).
-            self._train_rows = one_layer.Rows(self.train_a.numpy(), self.train_b.numpy(), p, H)
-            self._all_rows = one_layer.Rows(torch.cat([self.train_a, self.test_a]).numpy(),
-                                            torch.cat([self.train_b, self.test_b]).numpy(), p, H)
-            self._train_np = (self.train_labels.numpy(), one_layer.onehot(self.train_labels.numpy(), d_out))
-            self._test_np = (self.test_labels.numpy(), one_layer.onehot(self.test_labels.numpy(), d_out))
-            self._forward: tuple[np.ndarray, one_layer.Saved] | None = None
+        use_numpy = (self.device.type == "cpu" and config.task.p <= MANUAL_MAX_P
+                     and one_layer.supported(config.model, frozenset(self.params) | set(self.frozen)))
+        self.stepper: Stepper = NumpyStepper(self) if use_numpy else AutogradStepper(self)
+
+    @property
+    def manual(self) -> bool:
+        """Whether the hand-written numpy path trains this run (NumpyStepper)."""
+        return isinstance(self.stepper, NumpyStepper)
 
     # -- parameters: one flat vector, leaf views per name ------------------------------
     def _build_params(self, weights: dict[str, torch.Tensor]) -> None:
@@ -306,46 +436,6 @@ class Trainer:
                     out[f"{key}/{name}"] = view.clone()
         return out
 
-    # -- the loop ----------------------------------------------------------------------
-    # Each iteration of ``_run`` first evaluates the current weights (the test metrics of
-    # the epoch that made them), then takes the next step: ``_evaluate`` then ``_gradient``.
-    def _evaluate(self, need_test: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Test (loss, accuracy) of the current weights when ``need_test``."""
-        if not need_test:
-            return None
-        with torch.inference_mode():
-            logits = last_logits(self.views(detach=True), self.test_a, self.test_b, self.config.model)
-            return loss_fn(logits, self.test_labels), accuracy(logits, self.test_labels)
-
-    def _gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fill ``self.flat.grad`` for the train split; returns (train loss, train accuracy)."""
-        logits = last_logits(self.views(), self.train_a, self.train_b, self.config.model)
-        logits.register_hook(flush_subnormals)
-        loss = loss_fn(logits, self.train_labels)
-        loss.backward()
-        return loss.detach(), accuracy(logits.detach(), self.train_labels)
-
-    # The hand-written path (``self.manual``, numpy, metrics as floats): one forward of
-    # the current weights over the train rows and then the test rows gives the test
-    # metrics and the activations the next step's backward reads (the train rows' part).
-    # The rows are the same every epoch, evaluated or not, so a run's numbers depend only
-    # on its config (BLAS may round a row differently in a matrix of another height).
-    def _evaluate_manual(self, need_test: bool) -> tuple[float, float] | None:
-        self._forward = one_layer.forward(self._w, self._all_rows, self.config.model)
-        if not need_test:
-            return None
-        n = self._train_rows.n
-        return one_layer.loss_and_accuracy(self._forward[0][n:], *self._test_np)
-
-    def _gradient_manual(self) -> tuple[float, float]:
-        assert self._forward is not None, "_evaluate_manual makes the forward first"
-        rows, (labels, onehot) = self._train_rows, self._train_np
-        logits, saved = self._forward[0][:rows.n], self._forward[1].head(rows.n)
-        self._forward = None  # its weights are about to change
-        loss, dlogits = one_layer.loss_and_dlogits(logits, onehot)
-        one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.config.model)
-        return loss, one_layer.accuracy(logits, labels)
-
     def _metrics_copy(self) -> Metrics:
         return Metrics(**{k: v.copy() for k, v in self.metrics.as_dict().items()})
 
@@ -397,14 +487,7 @@ class Trainer:
         finite (``self.diverged``).
         Returns all metrics.
         """
-        if not self.manual:
-            return self._run(callback, stop, until_epoch, report_interval_s)
-        # One thread for numpy's BLAS and torch's OpenMP (AdamW) in this loop: the
-        # matrices are a few hundred rows, too small to split, and the two pools' spinning
-        # workers fight each other for the cores (p=10 on 2 cores: 8.7 ms per epoch with
-        # the default threads, 1.3 ms with one). No overflow warnings from numpy: a
-        # diverging run is stopped and reported by _run.
-        with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore"):
+        with self.stepper.loop_context():
             return self._run(callback, stop, until_epoch, report_interval_s)
 
     def _run(self, callback: Callback | None, stop: Callable[[], bool] | None,
@@ -419,12 +502,8 @@ class Trainer:
         should_stop = stop or (lambda: False)
         dev = self.device
         on_gpu = dev.type != "cpu"
-        manual = self.manual
-        evaluate = self._evaluate_manual if manual else self._evaluate
-        gradient = self._gradient_manual if manual else self._gradient
-        # One row (train loss, test loss, train acc, test acc) per epoch: floats on the
-        # hand-written path, a [4] tensor on the device otherwise (no host sync per epoch).
-        nan = math.nan if manual else torch.tensor(math.nan, dtype=torch.float64, device=dev)
+        stepper = self.stepper
+        nan = stepper.nan
         rows: list = []
         buf_epochs: list[int] = []
         self.diverged = None
@@ -437,7 +516,7 @@ class Trainer:
             nonlocal last_report
             if not buf_epochs:
                 return
-            values = np.array(rows) if manual else torch.stack(rows).cpu().numpy()  # the only host sync
+            values = stepper.stack(rows)  # the only host sync
             epochs = np.array(buf_epochs, np.int64)
             chunk = Metrics(epochs, values[:, 0], values[:, 1], values[:, 2], values[:, 3])
             bad = first_nonfinite_row(chunk, (epochs % t.eval_every == 0) | (epochs == target))
@@ -454,16 +533,14 @@ class Trainer:
         train_loss = train_acc = nan  # of the step that made the current weights
         while start_epoch < target:  # leaves through a break once the last row is done
             stepped = self.epoch > start_epoch
-            test = evaluate(stepped and (self.epoch % t.eval_every == 0 or self.epoch == target))
+            test = stepper.evaluate(stepped and (self.epoch % t.eval_every == 0 or self.epoch == target))
             if stepped:  # finish the row of the epoch that made these weights
                 test_loss, test_acc = test if test is not None else (nan, nan)
-                row = (train_loss, test_loss, train_acc, test_acc)
-                rows.append(row if manual else torch.stack(row))
+                rows.append(stepper.row(train_loss, test_loss, train_acc, test_acc))
                 buf_epochs.append(self.epoch)
                 at_checkpoint = self.epoch % t.checkpoint_every == 0 or self._dense_checkpoint_due(test)
                 stopping = should_stop()
-                nonfinite = manual and not (math.isfinite(train_loss)
-                                            and (test is None or math.isfinite(test_loss)))
+                nonfinite = stepper.nonfinite(train_loss, test)
                 if (at_checkpoint or stopping or self.epoch == target or nonfinite
                         or (not on_gpu and time.perf_counter() - last_report >= report_interval_s)
                         or (on_gpu and len(buf_epochs) >= 256
@@ -476,7 +553,7 @@ class Trainer:
                     break
                 if stopping or self.epoch == target:
                     break
-            train_loss, train_acc = gradient()
+            train_loss, train_acc = stepper.gradient()
             with torch.no_grad():
                 if self.grokfast_ema is not None:
                     # Grokfast-EMA (Lee et al. 2024): amplify the slow gradient component.
@@ -484,7 +561,6 @@ class Trainer:
                     self.grokfast_ema.mul_(t.grokfast_alpha).add_(grad, alpha=1 - t.grokfast_alpha)
                     grad.add_(self.grokfast_ema, alpha=t.grokfast_lamb)
             self.optimizer.step()
-            if not manual:  # the hand-written backward overwrites every gradient
-                self.flat.grad.zero_()
+            stepper.after_step()
             self.epoch += 1
         return self.metrics

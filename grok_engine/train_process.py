@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 from typing import IO, Any
@@ -70,17 +69,10 @@ def train(runs_dir: str, run_id: str, until_epoch: int | None, out: IO[str], inp
     threading.Thread(target=_watch_stdin, args=(stop, inp), daemon=True, name="stdin").start()
     epoch = 0
     try:
-        import torch
-
         from grok_engine.memory import check_fits
         from grok_engine.store import RunStore
         from grok_engine.train import Checkpoint, Progress, pick_device
 
-        # Leave a core to the app that started us, and yield to it when the cores are
-        # contended (nice 10): a key press or a study of the app waits for nothing.
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-        if hasattr(os, "nice"):
-            os.nice(10)
         run = RunStore(runs_dir).open(run_id)
         with run.lock():  # held until training ends; the kernel drops it if we are killed
             if not force:  # before the trainer allocates anything
@@ -122,12 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until-epoch", type=int, default=None)
     parser.add_argument("--force", action="store_true", help="skip the memory check")
     args = parser.parse_args(argv)
+    from grok_engine import runtime
+
+    runtime.configure("child")  # a core left to the app, nice 10; here, not in train(): tests call that
     return train(args.runs_dir, args.run_id, args.until_epoch, sys.stdout, sys.stdin, args.force)
 
 
 if __name__ == "__main__":  # pragma: no cover - run as a process by the app
+    from grok_engine import runtime
+
     code = main()
-    sys.stdout.flush()
     # Every file is closed (the run writes checkpoints synchronously); skip the ~0.5 s
     # interpreter teardown that torch costs, which the app would wait for.
-    os._exit(code)
+    runtime.exit_now(code)

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from grok_engine import param_names as names
 from grok_engine.config import ModelConfig, TaskConfig
 
 
@@ -28,11 +29,11 @@ def param_shapes(task: TaskConfig, model: ModelConfig) -> list[tuple[str, tuple[
     H, D, Dh, M = model.n_heads, model.d_model, model.d_head, model.d_mlp
     ln = model.normalization == "LN"
     out: list[tuple[str, tuple[int, ...]]] = [
-        ("embed.W_E", (task.d_vocab, D)),
-        ("pos_embed.W_pos", (3, D)),
+        (names.W_E, (task.d_vocab, D)),
+        (names.W_POS, (3, D)),
     ]
     for layer in range(model.n_layers):
-        pre = f"blocks.{layer}."
+        pre = names.block(layer)
         if ln:
             out += [(pre + "ln1.w", (D,)), (pre + "ln1.b", (D,))]
             out += [(pre + "ln2.w", (D,)), (pre + "ln2.b", (D,))]
@@ -48,7 +49,7 @@ def param_shapes(task: TaskConfig, model: ModelConfig) -> list[tuple[str, tuple[
         ]
     if ln:
         out += [("ln_final.w", (D,)), ("ln_final.b", (D,))]
-    out += [("unembed.W_U", (D, task.d_vocab_out)), ("unembed.b_U", (task.d_vocab_out,))]
+    out += [(names.W_U, (D, task.d_vocab_out)), (names.B_U, (task.d_vocab_out,))]
     return out
 
 

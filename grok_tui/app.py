@@ -8,32 +8,29 @@ notebook's experiment ready to start on Enter.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.containers import Center, Middle
 from textual.content import Content
 from textual.widgets import LoadingIndicator, Static
 
-from grok_tui import heap
+from grok_engine import runtime
+from grok_engine.paths import resolve_runs_dir
 from grok_tui.commands import GrokCommands
 from grok_tui.messages import EngineFailed, EngineLoaded, EngineWarm
 from grok_tui.screens.help import HelpScreen, binding_rows, collect_sections
 from grok_tui.screens.new_run import NewRunRequest, NewRunScreen
 from grok_tui.screens.run_picker import NEW_RUN, RunPickerScreen
 from grok_tui.widgets.footer import Footer
-
-RUNS_DIR_ENV = "GROK_TUI_RUNS_DIR"  # same variable as grok_engine.store (not imported here)
-
-
-def resolve_runs_dir(runs_dir: str | None) -> Path:
-    return Path(runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs")
-
 
 def warm_study_imports() -> None:
     """Import what the studies need (transformer_lens, scikit-learn: seconds) while the user
@@ -49,6 +46,9 @@ def warm_study_imports() -> None:
             get_study(name)
     except Exception:  # noqa: BLE001
         pass
+
+
+REFREEZE_TRIES = 5  # refreezes (~0.3 s each) after a screen's removal, until it is collected
 
 
 class GrokApp(App):
@@ -89,10 +89,10 @@ class GrokApp(App):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def on_unmount(self) -> None:
-        heap.thaw()
+        runtime.thaw()
 
     def on_engine_warm(self, message: EngineWarm) -> None:
-        heap.freeze()
+        runtime.freeze()
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def load_engine(self) -> None:
@@ -129,19 +129,35 @@ class GrokApp(App):
         self.notify(message.message, severity="error")
 
     # -- screens -------------------------------------------------------------------------
-    def _clear_screens(self) -> None:
-        while len(self.screen_stack) > 1:
-            self.pop_screen()
+    def _clear_screens(self) -> list[AwaitComplete]:
+        """Pop every screen above the default one; the removals, to await."""
+        return [self.pop_screen() for _ in range(len(self.screen_stack) - 1)]
 
     def show_run(self, run: Any, train: bool = False) -> None:
         """Replace whatever is shown by the explorer of ``run``."""
         from grok_tui.screens.run import RunScreen
 
-        replaced = any(isinstance(s, RunScreen) for s in self.screen_stack)
-        self._clear_screens()
+        replaced = [weakref.ref(s) for s in self.screen_stack if isinstance(s, RunScreen)]
+        removals = self._clear_screens()
         self.push_screen(RunScreen(self.store, run, train=train))
         if replaced:  # the old screen may have been frozen: let the collector have it
-            self.set_timer(1.0, heap.refreeze)
+            self.call_next(self._refreeze_after, removals, replaced)
+
+    async def _refreeze_after(self, removals: list[AwaitComplete], screens: list) -> None:
+        """Once the replaced screens are unmounted and removed, collect them: their
+        contexts and caches were in the frozen heap (runtime.refreeze)."""
+        for removal in removals:
+            await removal
+        self.call_after_refresh(self._refreeze_when_gone, screens, REFREEZE_TRIES)
+
+    def _refreeze_when_gone(self, screens: list, tries: int) -> None:
+        # In a context of its own: the caller's may hold the old screen as Textual's active
+        # message pump. Textual may still hold it for a moment after its removal (a
+        # callback list being run, a thread worker started under it): then the next
+        # refresh tries again.
+        contextvars.Context().run(runtime.refreeze)
+        if tries > 1 and any(ref() is not None for ref in screens):
+            self.call_after_refresh(self._refreeze_when_gone, screens, tries - 1)
 
     def _picked(self, run_id: str | None) -> None:
         if run_id == NEW_RUN:

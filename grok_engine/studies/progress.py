@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import torch
 
+from grok_engine import param_names as names
 from grok_engine.errors import CorruptCheckpoint, GrokError
 from grok_engine.fast import last_activations, layer_norm, loss_fn
 from grok_engine.fourier_basis import (
@@ -102,9 +103,9 @@ class _Pass:
             logit_norm = L.norm()
             residual = self.cube.residual_norm(L, coeffs, self.gram) / logit_norm
 
-            W_out = w[f"blocks.{last}.mlp.W_out"].to(torch.float64)
-            W_U = w["unembed.W_U"].to(torch.float64)
-            W_logit = W_out @ W_U
+            W_out = w[names.mlp(last, "W_out")].to(torch.float64)
+            W_U = w[names.W_U].to(torch.float64)
+            W_logit = names.w_logit(w, last, cast=lambda t: t.to(torch.float64))
             # The neurons' key-frequency part is V^T (V post); its logits V^T ((V post) W_logit)
             # never need the [N, d_mlp] part itself.
             key_coords = (self.V32 @ post).to(torch.float64)  # [2K, d_mlp]

@@ -22,7 +22,6 @@ before the pane is mounted, in which case the result is rendered on mount.
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 from textual.binding import Binding
@@ -33,21 +32,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static, TabbedContent
 
 from grok_engine.results import Grid, StudyResult, Table
-
-
-def fmt_pct(x: Any) -> str:
-    """0.4213 -> '42.1%'; None/NaN -> '-'."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{100 * float(x):.1f}%"
-
-
-def fmt_num(x: Any, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if isinstance(x, int):
-        return str(x)
-    return f"{float(x):.{digits}g}"
+from grok_tui.format import digits as fmt_num, percent as fmt_pct  # noqa: F401 - the panes' names
 
 
 # The key of panes whose views are tabs (a pane without tabs leaves it out: a key that

@@ -19,6 +19,7 @@ from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
 from grok_engine.results import StudyResult, Table
+from grok_tui.format import duration as fmt_duration, number as fmt_number
 from grok_tui.panes.base import StudyPane
 from grok_tui.widgets.plots import (COLOURS, MARKER_COLOUR, LinePlot, Series, VLine, legend_lines, phase_lines,
                                    vline_legend_items)
@@ -27,20 +28,6 @@ METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 REDRAW_INTERVAL_S = 0.25  # at most ~4 redraws per second
 MIN_POINTS = 50  # points per curve handed to plotext: two per column (braille has two dots
 # per cell across), so a curve of 50 000 epochs costs what one of 100 does
-
-
-def fmt_number(x: Any, spec: str = ".3g") -> str:
-    """A metric for display; '-' for missing (None, NaN)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return format(x, spec)
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _thin(x: np.ndarray, *ys: np.ndarray, points: int = 2 * MIN_POINTS) -> tuple[np.ndarray, ...]:

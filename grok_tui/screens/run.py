@@ -15,10 +15,8 @@ The engine (torch, transformer_lens) is imported inside the workers only.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -28,6 +26,7 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Tab, Tabs
 from textual.worker import get_current_worker
 
+from grok_engine.paths import export_file, export_folder
 from grok_tui.messages import (CheckpointSaved, ExportDone, RunOpened, StudyFailed, StudyReady,
                                TrainingFinished, TrainingProgress)
 from grok_tui.panes.base import StudyPane
@@ -36,7 +35,6 @@ from grok_tui.screens.prompts import EpochsPrompt, ExportScreen, GotoEpochScreen
 from grok_tui.widgets.footer import Footer
 from grok_tui.widgets.status import StatusLine
 
-EXPORTS_DIR = Path("exports")
 FOLLOW_INTERVAL_S = 0.5  # while training, the panes follow new checkpoints this often at most
 
 
@@ -52,18 +50,6 @@ def pane_classes() -> list[type[StudyPane]]:
 class PaneTabs(Tabs, can_focus=False):
     """The pane tabs: clicked with the mouse, switched with the number keys; never focused,
     so left/right stay the checkpoint keys."""
-
-
-def study_threads(training: bool) -> int:
-    """torch threads for a study: every core, or all but one while a training process runs.
-
-    A study is a few large ops (a forward over p*p rows, transforms over the (a, b) grid)
-    that split well: at p=113 on 2 cores the Fourier pane's switch takes ~390 ms with 2
-    threads against ~560 ms with 1. While training runs in its child process it holds a
-    core, and OpenMP threads that share a core with it stall at every barrier.
-    """
-    cores = os.cpu_count() or 1
-    return max(1, cores - 1) if training else cores
 
 
 def _options_key(options: dict[str, Any]) -> tuple:
@@ -311,11 +297,10 @@ class RunScreen(Screen):
             if worker.is_cancelled:  # a newer request replaced this one
                 return
             try:
-                import torch
-
+                from grok_engine import runtime
                 from grok_engine.studies import run_study
 
-                torch.set_num_threads(study_threads(self.training))
+                runtime.study_threads(self.training)  # a core left to a training child
                 ctx = self._checkpoint_context(epoch)
                 if worker.is_cancelled:
                     return
@@ -532,7 +517,7 @@ class RunScreen(Screen):
             return
         from grok_engine.export import export_file_name
 
-        proposal = EXPORTS_DIR / self.run.id / export_file_name(pane.STUDY, target, epoch)
+        proposal = export_file(self.run.id, export_file_name(pane.STUDY, target, epoch))
 
         def go(path: str | None) -> None:
             if path:
@@ -546,7 +531,7 @@ class RunScreen(Screen):
         if epoch is None:
             self.notify("no checkpoints yet", severity="warning")
             return
-        proposal = EXPORTS_DIR / self.run.id / f"epoch{epoch}"
+        proposal = export_folder(self.run.id, epoch)
 
         def go(folder: str | None) -> None:
             if folder:

@@ -24,7 +24,6 @@ and so are the values a pane leaves out of the scale (``set_grid(leave_out=...)`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
+
+from grok_tui.format import compact as format_value
 
 from grok_engine.results import Grid
 
@@ -60,26 +61,6 @@ def _palette(stops: list[str], n: int = N_LEVELS) -> list[tuple[int, int, int]]:
 
 DIVERGING = _palette(_DIVERGING)
 SEQUENTIAL = _palette(_SEQUENTIAL)
-
-
-def format_value(value: Any) -> str:
-    """Compact display of one number (4 significant digits); NaN as 'NaN'."""
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return "NaN"
-        if v == 0:
-            return "0"
-        if abs(v) >= 1e5 or abs(v) < 1e-3:
-            return f"{v:.3e}"
-        return f"{v:.4g}"
-    return str(value)
 
 
 def tick_step(label_width: int, cell_w: int) -> int:

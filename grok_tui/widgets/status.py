@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 from textual.content import Content
 from textual.widgets import Static
 
-
-def _fmt(x: float, spec: str) -> str:
-    return "-" if x is None or math.isnan(x) else format(x, spec)
+from grok_tui.format import number as _fmt
 
 
 class StatusLine(Static):

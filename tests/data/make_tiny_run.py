@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/data/make_tiny_run.py
 
-The run is trained by the project's own trainer (tui_fixtures.make_tiny_run: add p=7, 200
+The run is trained by the project's own trainer (tests.fixtures.make_tiny_run: add p=7, 200
 epochs, a checkpoint every 50) and committed, not trained at test time: float32 training
 rounds differently on every BLAS kernel (AVX2, AVX-512, SSE), and Adam turns that last-bit
 noise into weights that differ by ~4e-4 after 200 epochs (measured between OpenBLAS's
@@ -24,8 +24,8 @@ CREATED = "2026-01-01T00:00:00"  # fixed, so no date of the day reaches a snapsh
 
 
 def main() -> None:
-    sys.path.insert(0, str(HERE.parent / "tui"))
-    from tui_fixtures import make_tiny_run
+    sys.path.insert(0, str(HERE.parents[1]))  # a script, not under pytest: the repository root
+    from tests.fixtures import make_tiny_run
 
     with tempfile.TemporaryDirectory() as tmp:
         run = make_tiny_run(Path(tmp), "tiny")

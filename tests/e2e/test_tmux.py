@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "tui"))
-from tui_fixtures import copy_tiny_run  # noqa: E402
+from tests.fixtures import copy_tiny_run
 
 TMUX = shutil.which("tmux")
 

@@ -15,16 +15,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grok_engine.config import ModelConfig, RunConfig, TaskConfig
+from grok_engine.config import RunConfig
 from grok_engine.weights import init_weights, is_bias
-
-TINY_MODEL = dict(n_layers=1, n_heads=2, d_model=32, d_head=16, d_mlp=64)
+from tests.fixtures import tiny_config as shared_tiny_config, train_tiny_run
 
 
 def tiny_config(task: str, p: int, seed: int = 0, **model) -> RunConfig:
-    """The tiny model on ``task``; keyword arguments override TINY_MODEL's sizes."""
-    return RunConfig(task=TaskConfig(task=task, p=p, frac_train=0.7),
-                     model=ModelConfig(seed=seed, **{**TINY_MODEL, **model}))
+    """The tiny model on ``task`` (frac_train 0.7); keyword arguments override its sizes."""
+    return shared_tiny_config(task=task, p=p, frac_train=0.7, seed=seed, **model)
 
 
 def tiny_weights(config: RunConfig, bias_std: float = 0.1) -> dict[str, torch.Tensor]:
@@ -70,14 +68,3 @@ def tiny_ctx_mod():
 @pytest.fixture(scope="session")
 def tiny_ctx_div():
     return tiny_context("mod_div", 7)
-
-
-def train_tiny_run(root, run_id: str, **overrides):
-    """A run of the tiny model on mod_add p=7 (frac 0.5), trained to the end in ``root``
-    (RunStore folder); ``overrides`` are flat RunConfig fields (epochs, checkpoint_every)."""
-    from grok_engine.store import RunStore
-
-    fields = dict(task="mod_add", p=7, frac_train=0.5, device="cpu", **TINY_MODEL)
-    run = RunStore(root).create(RunConfig().replace(**{**fields, **overrides}), run_id=run_id)
-    run.trainer().run(callback=run)
-    return run

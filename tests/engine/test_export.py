@@ -9,10 +9,10 @@ import os
 import numpy as np
 import pytest
 
-from grok_engine.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 from grok_engine.errors import GrokError
 from grok_engine.export import export_all, export_file_name, export_result, write_csv
 from grok_engine.results import Grid, StudyResult, Table
+from tests.fixtures import EXPORT_RUN, train_tiny_run
 
 
 def read(path) -> list[list[str]]:
@@ -93,23 +93,9 @@ def test_two_items_of_one_file_name_are_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def _tiny_run(runs_dir):
-    import torch
-
-    from grok_engine.store import RunStore
-
-    torch.set_num_threads(1)
-    cfg = RunConfig(task=TaskConfig(task="mod_add", p=7, frac_train=0.6),
-                    model=ModelConfig(n_heads=2, d_model=32, d_head=16, d_mlp=64),
-                    train=TrainConfig(epochs=6, checkpoint_every=3, device="cpu"))
-    run = RunStore(runs_dir).create(cfg, run_id="tiny")
-    run.trainer().run(callback=run)
-    return run
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    return _tiny_run(tmp_path_factory.mktemp("export_runs"))
+    return train_tiny_run(tmp_path_factory.mktemp("export_runs"), "tiny", **EXPORT_RUN)
 
 
 def test_export_all_writes_every_registered_study_one_file_per_path(tiny_run, tmp_path):
@@ -145,46 +131,3 @@ def test_export_all_without_a_run_leaves_out_run_studies(tiny_run, tmp_path):
     assert "progress" not in seen and "curves" not in seen and "embedding" in seen
     with pytest.raises(GrokError, match="needs a run"):
         export_all(ctx, tmp_path, studies=["progress"])
-
-
-def test_cli_export_all_prints_headline_scalars(tiny_run, tmp_path, capsys):
-    from grok_tui.cli import main
-
-    out = tmp_path / "out"
-    code = main(["export", "tiny", "--all", "--out", str(out), "--runs-dir", str(tiny_run.path.parent)])
-    assert code == 0
-    text = capsys.readouterr().out
-    assert "embedding:" in text and "probe:" in text and "wrote" in text
-    assert (out / "embedding_scalars_epoch6.csv").exists()
-    # the count printed is the count on disk, and each study's line adds up to it
-    on_disk = len(os.listdir(out))
-    assert f"wrote {on_disk} files for run tiny epoch 6" in text
-    import re
-
-    assert sum(int(n) for n in re.findall(r"^\w+: (\d+) files", text, flags=re.M)) == on_disk
-
-
-def test_cli_export_one_study_at_a_checkpoint(tiny_run, tmp_path, capsys):
-    from grok_tui.cli import main
-
-    code = main(["export", "tiny", "--checkpoint", "3", "--study", "attention", "--out",
-                 str(tmp_path), "--runs-dir", str(tiny_run.path.parent)])
-    assert code == 0
-    names = {p.name for p in tmp_path.iterdir()}
-    assert names and all(n.startswith("attention_") for n in names)
-
-
-@pytest.mark.parametrize("argv, expected", [
-    (["export", "nope"], "run 'nope' does not exist"),
-    (["export", "tiny", "--checkpoint", "4"], "checkpoint epoch=4 does not exist in run tiny: have 0, 3, 6"),
-    (["export", "tiny", "--study", "bogus"], "study 'bogus' does not exist: choose one of curves"),
-    (["export", "tiny", "--checkpoint", "x"], "is not an integer"),
-    (["export"], "grok-tui export:"),
-])
-def test_cli_export_refuses_unknown_things_in_one_line(tiny_run, capsys, argv, expected):
-    from grok_tui.cli import main
-
-    code = main([*argv, "--runs-dir", str(tiny_run.path.parent)])
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and expected in err[0], err

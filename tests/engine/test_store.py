@@ -19,16 +19,14 @@ import torch
 from grok_engine.config import RunConfig
 from grok_engine.errors import CorruptCheckpoint, GrokError
 from grok_engine.store import RunStore
+from tests.fixtures import tiny_config as shared_tiny_config
 
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-
 def tiny_config(**overrides) -> RunConfig:
-    base = dict(task="mod_add", p=7, frac_train=0.5, n_heads=2, d_model=32, d_head=16, d_mlp=64,
-                epochs=30, checkpoint_every=10, device="cpu")
-    base.update(overrides)
-    return RunConfig().replace(**base)
+    return shared_tiny_config(**{"task": "mod_add", "p": 7, "frac_train": 0.5, "epochs": 30,
+                                 "checkpoint_every": 10, **overrides})
 
 
 def trained_run(store: RunStore, run_id: str, epochs: int = 30, **overrides):

@@ -201,7 +201,7 @@ def test_ctrl_c_then_sigkill_then_resume_finishes_every_member_from_its_checkpoi
 def test_sweeps_and_runs_list_the_sweep(runs_dir, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
     from grok_engine.sweep.grid import members
-    from grok_tui.sweep_cmd import base_and_axes, build_parser, flag_table
+    from grok_tui.cli.sweep import base_and_axes, build_parser, flag_table
 
     args = build_parser().parse_args([*TINY, "--grid", "seed=1,2", "--grid", "lr=1e-3,1e-2"])
     base, axes = base_and_axes(args, flag_table())
@@ -227,7 +227,7 @@ def test_a_toml_sweep_table_makes_the_grid(tmp_path):
                     '[model]\nn_heads = 2\nd_model = 32\nd_head = 16\nd_mlp = 64\n'
                     '[train]\nepochs = 5\ndevice = "cpu"\n'
                     '[sweep]\n"weight-decay" = [0.1, 1.0]\nlr = "log:1e-3:1e-2:3"\n')
-    from grok_tui.sweep_cmd import base_and_axes, build_parser, flag_table
+    from grok_tui.cli.sweep import base_and_axes, build_parser, flag_table
 
     args = build_parser().parse_args(["--config", str(toml), "--grid", "seed=4,5", "--lr", "0.01"])
     with pytest.raises(GridError, match="--grid lr and --lr both set lr"):

@@ -10,7 +10,7 @@ import pytest
 from grok_engine.config import RunConfig
 from grok_engine.sweep.grid import (MAX_MEMBERS, GridError, check_axes, grid_size, members,
                                     parse_grid_arg, parse_sweep_table)
-from grok_tui.sweep_cmd import flag_table
+from grok_tui.cli.sweep import flag_table
 
 FLAGS = flag_table()
 BASE = RunConfig().replace(task="mod_add", p=7, frac_train=0.5, d_model=32, n_heads=2,
@@ -22,10 +22,10 @@ def axis(text: str):
 
 
 def test_the_flags_are_the_train_parsers_with_its_types():
-    from grok_tui.cli import _number, _positive_int
+    from grok_tui.cli.args import integer, number
 
-    assert FLAGS["weight-decay"].parse is _number and FLAGS["weight-decay"].field == "weight_decay"
-    assert FLAGS["seed"].parse is _positive_int
+    assert FLAGS["weight-decay"].parse is number and FLAGS["weight-decay"].field == "weight_decay"
+    assert FLAGS["seed"].parse is integer
     assert FLAGS["grokfast"].is_bool
     assert {"task", "p", "d-mlp", "data-seed", "lr", "frac-train"} <= set(FLAGS)
     assert "run-id" not in FLAGS and "resume" not in FLAGS

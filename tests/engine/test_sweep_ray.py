@@ -15,7 +15,7 @@ from grok_engine.store import RunStore
 from grok_engine.sweep.executor import execute
 from grok_engine.sweep.grid import members, parse_grid_arg
 from grok_engine.sweep.store import SweepStore
-from grok_tui.sweep_cmd import flag_table
+from grok_tui.cli.sweep import flag_table
 
 ray = pytest.importorskip("ray")
 

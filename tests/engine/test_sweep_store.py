@@ -14,7 +14,7 @@ from grok_engine.store import RunStore
 from grok_engine.sweep.executor import make_packs, pending_members, train_pack_solo
 from grok_engine.sweep.grid import members, parse_grid_arg
 from grok_engine.sweep.store import SWEEP_FILE, SweepStore, load_sweep
-from grok_tui.sweep_cmd import flag_table
+from grok_tui.cli.sweep import flag_table
 
 FLAGS = flag_table()
 BASE = RunConfig().replace(task="mod_add", p=7, frac_train=0.5, d_model=32, n_heads=2,

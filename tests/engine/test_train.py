@@ -11,14 +11,12 @@ import torch
 from grok_engine.config import RunConfig
 from grok_engine.store import RunStore
 from grok_engine.train import Checkpoint, Metrics, Progress, Trainer
-
+from tests.fixtures import tiny_config as shared_tiny_config
 
 
 def tiny_config(**overrides) -> RunConfig:
-    base = dict(task="mod_add", p=11, frac_train=0.5, n_heads=2, d_model=32, d_head=16, d_mlp=64,
-                epochs=60, checkpoint_every=10, device="cpu")
-    base.update(overrides)
-    return RunConfig().replace(**base)
+    return shared_tiny_config(**{"task": "mod_add", "p": 11, "frac_train": 0.5, "epochs": 60,
+                                 "checkpoint_every": 10, **overrides})
 
 
 def assert_metrics_equal(a: Metrics, b: Metrics) -> None:

@@ -2,7 +2,7 @@
 
 ``tiny_run``: a saved run (modular addition, p=7; 1 layer, 2 heads, d_model 32, d_head 16,
 d_mlp 64) trained for 6 epochs with a checkpoint every 3, so the progress study has
-checkpoints to read. ``trained_dir``/``runs``: the app tests' run folder (tui_fixtures' tiny
+checkpoints to read. ``trained_dir``/``runs``: the app tests' run folder (tests.fixtures' tiny
 run) and a private copy of it per test. ``study_results``: name -> StudyResult of every registered study at
 the run's last checkpoint (the real studies, default options). Session-scoped: built once.
 """
@@ -10,23 +10,20 @@ the run's last checkpoint (the real studies, default options). Session-scoped: b
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from grok_engine.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from grok_engine.config import RunConfig
+from tests.fixtures import EXPORT_RUN, copy_tiny_run, tiny_config as shared_tiny_config, train_tiny_run
 
 TINY_P = 7
-sys.path.insert(0, str(Path(__file__).parent))  # tui_fixtures
 
 
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory) -> Path:
-    """A runs folder with ``tiny`` (tui_fixtures.copy_tiny_run: add p=7, 200 epochs, a
+    """A runs folder with ``tiny`` (tests.fixtures.copy_tiny_run: add p=7, 200 epochs, a
     checkpoint every 50, the committed run), for the app tests."""
-    from tui_fixtures import copy_tiny_run
-
     runs = tmp_path_factory.mktemp("app_runs")
     copy_tiny_run(runs, "tiny")
     return runs
@@ -47,21 +44,12 @@ def anyio_backend():
 
 
 def tiny_config(task: str = "mod_add") -> RunConfig:
-    return RunConfig(
-        task=TaskConfig(task=task, p=TINY_P, frac_train=0.6, data_seed=598),
-        model=ModelConfig(n_layers=1, n_heads=2, d_model=32, d_head=16, d_mlp=64, seed=999),
-        train=TrainConfig(epochs=6, checkpoint_every=3, device="cpu"),
-    )
+    return shared_tiny_config(task=task, p=TINY_P, **EXPORT_RUN)  # tiny_run's config
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    from grok_engine.store import RunStore
-
-    store = RunStore(tmp_path_factory.mktemp("runs"))
-    run = store.create(tiny_config(), run_id="tiny")
-    run.trainer().run(run)
-    return run
+    return train_tiny_run(tmp_path_factory.mktemp("runs"), "tiny", **EXPORT_RUN)
 
 
 @pytest.fixture(scope="session")

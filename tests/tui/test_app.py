@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tui_fixtures import make_tiny_run, settle  # noqa: E402
+from tests.fixtures import make_tiny_run, settle
 
-from grok_tui.app import GrokApp, run_app  # noqa: E402
+from grok_tui.app import GrokApp, run_app
 
 pytestmark = pytest.mark.anyio
 

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_app import checkpoints, record_notifications  # noqa: E402
-from tui_fixtures import settle  # noqa: E402
+from test_app import checkpoints, record_notifications
+from tests.fixtures import settle
 
-from grok_tui.app import GrokApp  # noqa: E402
+from grok_tui.app import GrokApp
 
 pytestmark = pytest.mark.anyio
 

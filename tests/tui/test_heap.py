@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 import weakref
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tui_fixtures import make_tiny_run, settle  # noqa: E402
+from tests.fixtures import make_tiny_run, settle
 
-from grok_tui.app import GrokApp  # noqa: E402
-from grok_tui.widgets.footer import Footer  # noqa: E402
+from grok_tui.app import GrokApp
+from grok_tui.widgets.footer import Footer
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +51,7 @@ async def test_a_replaced_run_screen_is_collected(runs):
         app.open_run_id("other")
         await settle(app, pilot)
         assert app.screen.run.id == "other"
-        for _ in range(50):  # the refreeze runs a second after the switch
+        for _ in range(50):  # the refreeze runs once the old screen is removed
             await asyncio.sleep(0.1)
             if first() is None:
                 break

@@ -6,16 +6,14 @@ deliberate change of the look, and look at the SVGs before committing them."""
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tui_fixtures import copy_tiny_run, settle  # noqa: E402
+from tests.fixtures import copy_tiny_run, settle
 
-from grok_tui.app import GrokApp  # noqa: E402
-from grok_tui.screens.run import pane_classes  # noqa: E402
+from grok_tui.app import GrokApp
+from grok_tui.screens.run import pane_classes
 
 SIZE = (80, 24)
 

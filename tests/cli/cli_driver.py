@@ -45,6 +45,7 @@ def warm_imports(studies: bool) -> None:
     read the interpreter's own files. ``studies``: what running the studies imports too
     (transformer_lens, scikit-learn: seconds)."""
     import errno  # noqa: F401
+    import importlib
 
     try:
         import tomllib  # noqa: F401
@@ -62,10 +63,12 @@ def warm_imports(studies: bool) -> None:
     import grok_engine.notebook_import  # noqa: F401
     import grok_engine.store  # noqa: F401
     import grok_engine.train  # noqa: F401
+    import grok_engine.runtime  # noqa: F401
     import grok_tui.app  # noqa: F401
     import grok_tui.cli  # noqa: F401
-    import grok_tui.export_cli  # noqa: F401
-    import grok_tui.headless  # noqa: F401
+    for name in grok_tui.cli.COMMANDS.values():
+        importlib.import_module(name)
+    importlib.import_module(grok_tui.cli.APP_MODULE)
     if studies:
         import sklearn.linear_model  # noqa: F401 - the probe study's, imported when it runs
         import sklearn.model_selection  # noqa: F401

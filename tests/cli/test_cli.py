@@ -195,7 +195,7 @@ def test_a_read_only_file_system_is_refused_before_anything_is_made(tmp_path, mo
 def test_ctrl_c_handler_raises_once_and_only_inside_the_loop():
     import threading
 
-    from grok_tui.headless import _CtrlC
+    from grok_tui.cli.train import _CtrlC
 
     stop = threading.Event()
     handler = _CtrlC(stop)

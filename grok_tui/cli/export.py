@@ -10,16 +10,16 @@ cannot be read is skipped by the progress study, which names it in its ``note``.
 
 from __future__ import annotations
 
-import math
+import argparse
 from pathlib import Path
-from typing import Any, Sequence
 
-from grok_tui.cli import Parser, _add_runs_dir, fail, nonempty, runs_folder
+from grok_tui.cli.args import add_runs_dir, fail, nonempty, runs_folder
+from grok_tui.format import scalar
+
+DESCRIPTION = "Write the studies of a checkpoint to CSV files."
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="grok-tui export",
-                    description="Write the studies of a checkpoint to CSV files.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", type=nonempty, help="a run id (see grok-tui runs)")
     parser.add_argument("--checkpoint", metavar="EPOCH", default=None,
                         help="epoch of the checkpoint (default: the last)")
@@ -28,25 +28,10 @@ def build_parser() -> Parser:
     parser.add_argument("--all", action="store_true", help="every study (the default)")
     parser.add_argument("--out", metavar="PATH", default=None, type=nonempty,
                         help="folder to write into (default exports/RUN/epoch<EPOCH>)")
-    _add_runs_dir(parser)
-    return parser
+    add_runs_dir(parser)
 
 
-def format_scalar(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_scalar(v) for v in value) + "]"
-    try:  # numpy scalars
-        return format_scalar(value.item())
-    except (AttributeError, ValueError):
-        return str(value)
-
-
-def run_export(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> int:
     if args.all and args.study:
         return fail("give --study NAME or --all, not both")
     from grok_engine.errors import GrokError
@@ -62,6 +47,7 @@ def run_export(argv: Sequence[str]) -> int:
 
     from grok_engine.context import context_for
     from grok_engine.export import export_all
+    from grok_engine.paths import export_folder
     from grok_engine.store import RunStore
 
     try:
@@ -73,11 +59,11 @@ def run_export(argv: Sequence[str]) -> int:
         if epoch not in epochs:
             shown = ", ".join(map(str, epochs[:12])) + (" ..." if len(epochs) > 12 else "")
             return fail(f"checkpoint epoch={epoch} does not exist in run {run.id}: have {shown}")
-        folder = Path(args.out) if args.out else Path("exports") / run.id / f"epoch{epoch}"
+        folder = Path(args.out) if args.out else export_folder(run.id, epoch)
         ctx = context_for(run, epoch)
 
         def report(result, paths: list[Path]) -> None:
-            scalars = "  ".join(f"{k}={format_scalar(v)}" for k, v in result.scalars.items())
+            scalars = "  ".join(f"{k}={scalar(v)}" for k, v in result.scalars.items())
             print(f"{result.study}: {len(paths)} files" + (f"  {scalars}" if scalars else ""))
 
         written = export_all(ctx, folder, studies=args.study, on_result=report)

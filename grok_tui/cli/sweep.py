@@ -21,12 +21,14 @@ import time
 
 from grok_engine.errors import GrokError
 
+DESCRIPTION = "Train a grid of runs."
 EXIT_FAILED = 1  # a pack could not train a member (its state says why); the rest is kept
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every train flag that defines a run, then the sweep's own flags."""
-    from grok_tui.cli import TRAIN_FLAGS, nonempty
+    from grok_tui.cli.args import add_runs_dir, nonempty
+    from grok_tui.cli.train import TRAIN_FLAGS
 
     for flag, dest, kind, help_text in TRAIN_FLAGS:
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"every member: {help_text}")
@@ -50,14 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="train even when the memory estimate exceeds what is available")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--runs-dir", default=None, type=nonempty,
-                        help="folder of runs (default $GROK_TUI_RUNS_DIR or ./runs)")
+    add_runs_dir(parser)
 
 
 def build_parser():
-    from grok_tui.cli import Parser
+    from grok_tui.cli.args import Parser
 
-    parser = Parser(prog="grok-tui sweep", description="Train a grid of runs.")
+    parser = Parser(prog="grok-tui sweep", description=DESCRIPTION)
     add_arguments(parser)
     return parser
 
@@ -67,10 +68,13 @@ def flag_table() -> dict:
     field, with the very function that parser types it with."""
     from grok_engine.config import section_of
     from grok_engine.sweep.grid import FlagSpec
-    from grok_tui.cli import build_train_parser
+    from grok_tui.cli import train as train_cmd
+    from grok_tui.cli.args import Parser
 
     flags = {}
-    for action in build_train_parser()._actions:
+    train_parser = Parser(prog="grok-tui train")
+    train_cmd.add_arguments(train_parser)
+    for action in train_parser._actions:
         if not action.option_strings:
             continue
         try:
@@ -88,7 +92,7 @@ def base_and_axes(args: argparse.Namespace, flags: dict):
     flags) and the axes (--config's [sweep], then each --grid)."""
     from grok_engine.config import RunConfig, apply_preset
     from grok_engine.sweep.grid import check_axes, parse_grid_arg, parse_sweep_table
-    from grok_tui.cli import _config_file, _load_toml, flag_values
+    from grok_tui.cli.train import _config_file, _load_toml, flag_values
 
     axes = []
     config = RunConfig()
@@ -130,7 +134,7 @@ RESUME_KEEPS = ("grid", "config", "preset", "sweep_id")
 
 def check_resume_args(args: argparse.Namespace) -> None:
     """--resume continues a sweep as it was made: its grid and settings are refused."""
-    from grok_tui.cli import flag_values
+    from grok_tui.cli.train import flag_values
 
     given = [f"--{name.replace('_', '-')}" for name in RESUME_KEEPS if getattr(args, name)]
     given += [source.split()[0] for dest, (source, _v) in flag_values(args).items() if dest != "device"]
@@ -142,7 +146,7 @@ def check_resume_args(args: argparse.Namespace) -> None:
 def create_sweep(args: argparse.Namespace, store):
     """A new sweep from the flags; every check first, then sweep.json and the members."""
     from grok_engine.sweep.grid import members as grid_members
-    from grok_tui.cli import runs_folder
+    from grok_tui.cli.args import runs_folder
 
     flags = flag_table()
     base, axes = base_and_axes(args, flags)
@@ -156,7 +160,7 @@ def create_sweep(args: argparse.Namespace, store):
 
 def main(args: argparse.Namespace) -> int:
     from grok_engine.sweep.store import SweepStore
-    from grok_tui.cli import runs_folder
+    from grok_tui.cli.args import runs_folder
 
     store = SweepStore(runs_folder(args.runs_dir))
     if args.ray_address and args.executor != "ray":
@@ -176,7 +180,7 @@ def _train(args: argparse.Namespace, store, sweep, device: str) -> int:
     from rich.text import Text
 
     from grok_engine.sweep.executor import execute
-    from grok_tui.cli import EXIT_INTERRUPTED
+    from grok_tui.cli.args import EXIT_INTERRUPTED
 
     console = Console(stderr=True)
     stop = threading.Event()
@@ -260,30 +264,6 @@ class SweepBar:
         return self.progress.__exit__(*exc_info)
 
 
-def run_sweep(argv) -> int:
-    """``grok-tui sweep ARGS``: bad input is one line and exit 2."""
-    from grok_tui.cli import fail
-
-    args = build_parser().parse_args(argv)
-    try:
-        return main(args)
-    except GrokError as exc:
-        return fail(str(exc))
-
-
-def run_sweeps(argv) -> int:
-    """``grok-tui sweeps [--runs-dir DIR]``."""
-    from grok_tui.cli import Parser, _add_runs_dir, fail
-
-    parser = Parser(prog="grok-tui sweeps", description="List sweeps.")
-    _add_runs_dir(parser)
-    args = parser.parse_args(argv)
-    try:
-        return list_sweeps(args.runs_dir)
-    except GrokError as exc:
-        return fail(str(exc))
-
-
 # -- grok-tui sweeps -----------------------------------------------------------------------
 SWEEP_COLUMNS = ("id", "members", "done", "partial", "new", "diverged", "axes", "created")
 
@@ -308,7 +288,7 @@ def list_sweeps(runs_dir: str | None) -> int:
     from rich.text import Text
 
     from grok_engine.sweep.store import SweepStore
-    from grok_tui.cli import runs_folder
+    from grok_tui.cli.args import runs_folder
 
     store = SweepStore(runs_folder(runs_dir))
     console = Console()

@@ -1,0 +1,132 @@
+"""Process-wide state, set in one place: torch's threads, BLAS thread pools, the process's
+priority, the garbage collector's frozen heap, and the fast exit.
+
+Who sets what (entry points only; nothing below an entry point changes these):
+
+- ``configure("train", config=..., device=...)``: ``grok-tui train``. A small model on the
+  CPU gets one torch thread: its ops are microseconds and a second OpenMP thread only
+  spins against the checkpoint writer (measured: p=10, 1000 epochs, 11.9 s with 2
+  threads, 4.8 s with 1).
+- ``configure("child")``: the training process the app starts (``grok_engine.train_process``).
+  It leaves a core to the app and yields to it when the cores are contended (nice 10): a
+  key press or a study of the app waits for nothing.
+- ``grok-tui export`` and ``grok-tui runs`` keep torch's defaults (the studies alone in
+  their process split well over every core).
+- the app (``grok_tui.app``) imports torch in a worker after its first paint, so it sets
+  nothing at start: :func:`study_threads` before each study (one core fewer while its
+  training child runs), :func:`freeze` once the engine is warm, :func:`refreeze` after a
+  screen that held engine state has been removed, :func:`thaw` when it exits.
+
+The trainer's numpy path holds BLAS to one thread for its loop (:func:`single_blas_thread`).
+Headless commands and the training child leave through :func:`exit_now`.
+
+Light: torch and threadpoolctl are imported by the calls that need them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import os
+import signal
+import sys
+from typing import Any, ContextManager
+
+ROLES = ("train", "child")
+
+# Below this many multiply-adds per layer of a full batch (rows x d_model x d_mlp) a CPU
+# model trains faster on one torch thread (see the module docstring).
+SMALL_MODEL_WORK = 50_000_000
+
+
+def configure(role: str, config: Any = None, device: Any = None) -> None:
+    """Set this process up for ``role`` (one of ROLES, see the module docstring); for
+    "train", ``config`` (a RunConfig) and ``device`` (the trainer's torch.device)."""
+    if role not in ROLES:
+        raise ValueError(f"runtime role {role!r} is not one of {', '.join(ROLES)}")
+    import torch
+
+    if role == "train":
+        t, m = config.task, config.model
+        if device.type == "cpu" and t.n_rows * m.d_model * m.d_mlp < SMALL_MODEL_WORK:
+            torch.set_num_threads(1)
+    elif role == "child":
+        torch.set_num_threads(max(1, cores() - 1))
+        if hasattr(os, "nice"):
+            os.nice(10)
+
+
+def cores() -> int:
+    return os.cpu_count() or 1
+
+
+def study_threads(training: bool) -> int:
+    """Set torch's threads for one study of the app, and return how many: every core, or
+    all but one while a training process runs.
+
+    A study is a few large ops (a forward over p*p rows, transforms over the (a, b) grid)
+    that split well: at p=113 on 2 cores the Fourier pane's switch takes ~390 ms with 2
+    threads against ~560 ms with 1. While training runs in its child process it holds a
+    core, and OpenMP threads that share a core with it stall at every barrier.
+    """
+    import torch
+
+    threads = max(1, cores() - 1) if training else cores()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def single_blas_thread() -> ContextManager:
+    """numpy's BLAS on one thread inside the ``with`` (the trainer's numpy path: matrices of
+    a few hundred rows are too small to split, and BLAS's and OpenMP's spinning workers
+    fight each other for the cores: p=10 on 2 cores, 8.7 ms per epoch with the default
+    threads, 1.3 ms with one)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
+
+
+# -- the frozen heap (the app) --------------------------------------------------------
+# About 400,000 objects (the modules, classes and functions of torch, transformer_lens,
+# scikit-learn and textual) live as long as the app, yet every full collection walked them
+# all: a 270-360 ms stop of the UI thread every second or so while training streams
+# metrics. ``freeze`` moves everything alive out of the collector's reach once the imports
+# are done; a full collection then walks only what the app made since (~15 ms). A frozen
+# object is never collected, so whatever was alive at the freeze and is let go later (the
+# screen of a run another run replaced, with its activation caches) needs ``refreeze``;
+# ``thaw`` gives everything back when the app exits (several apps in one process: tests).
+
+def freeze() -> None:
+    """Collect first (start-up garbage stays collectable), then freeze what is alive."""
+    gc.collect()
+    gc.freeze()
+
+
+def refreeze() -> None:
+    """Something frozen was let go: thaw, collect it, freeze the rest again (~0.3 s). Call
+    it once the object is gone (a screen: after its removal has completed)."""
+    gc.unfreeze()
+    freeze()
+
+
+def thaw() -> None:
+    """Make every frozen object collectable again."""
+    gc.unfreeze()
+
+
+# -- leaving ---------------------------------------------------------------------------
+
+def exit_now(code: int) -> None:
+    """Exit without the interpreter's teardown, which takes ~0.5 s once torch is loaded
+    (measured on a 2-core CPU: longer than a 500-epoch run). Only for a process that has
+    closed every file it wrote and joined its writer threads: a headless command, the
+    training child. atexit handlers still run, deaf to Ctrl-C (a KeyboardInterrupt in one
+    prints a traceback); stdout and stderr are flushed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`grok-tui runs | head -1`)
+            pass
+    os._exit(code)
