@@ -20,7 +20,7 @@ from grok_engine.sweep.executor import train_pack_solo
 from grok_engine.sweep.grid import GridError
 from grok_engine.sweep.store import SweepStore
 from grok_tui.cli import main
-from test_bad_inputs import CHILD_ENV, run_rows
+from tests.cli.test_bad_inputs import CHILD_ENV, run_rows
 
 TINY = ["--task", "mod_add", "--p", "7", "--frac-train", "0.5", "--n-heads", "2", "--d-model", "32",
         "--d-head", "16", "--d-mlp", "64", "--device", "cpu", "--epochs", "20", "--checkpoint-every", "10"]
