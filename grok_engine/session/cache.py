@@ -48,7 +48,9 @@ def nbytes(obj: Any, _seen: set[int] | None = None) -> int:
 
 class ByteLRU(Generic[V]):
     """An LRU of values whose total size (``size_of``, default :func:`nbytes`) stays at or
-    under ``max_bytes``; the most recently used entry is kept even when it alone is over.
+    under ``max_bytes``; the most recently used entry is kept even when it alone is over,
+    and so is the entry named by ``pinned`` (the selected checkpoint's: a prefetch of its
+    neighbours never pushes it out).
 
     >>> c = ByteLRU(max_bytes=100)
     >>> c.put("a", np.zeros(10)); c.put("b", np.zeros(10))  # 80 bytes each
@@ -61,6 +63,7 @@ class ByteLRU(Generic[V]):
         self._size_of = size_of
         self._items: OrderedDict[Hashable, V] = OrderedDict()
         self._sizes: dict[Hashable, int] = {}
+        self.pinned: Hashable | None = None
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._items
@@ -106,7 +109,15 @@ class ByteLRU(Generic[V]):
         self._items.clear()
         self._sizes.clear()
 
+    def pin(self, key: Hashable | None) -> None:
+        """Keep ``key`` (None: nothing) whatever else comes in."""
+        self.pinned = key
+        self._evict()
+
     def _evict(self) -> None:
-        while len(self._items) > 1 and self.total_bytes > self.max_bytes:
-            oldest = next(iter(self._items))
+        newest = next(reversed(self._items), None)
+        while self.total_bytes > self.max_bytes:
+            oldest = next((k for k in self._items if k != self.pinned and k != newest), None)
+            if oldest is None:
+                return
             self.pop(oldest)

@@ -363,6 +363,8 @@ class RunSession:
             torch.set_num_threads(study_threads(training))
             self._threads_for = training
         key = self._context_key(epoch)
+        selected = self.selected
+        self._contexts.pinned = None if selected is None else self._context_key(selected)
         ctx = self._contexts.get(key)
         if ctx is None:
             from grok_engine.context import context_for
@@ -394,6 +396,9 @@ class RunSession:
             i = self._epochs.index(selected)
             sides = [i + self._direction, i - self._direction]
             neighbours = [self._epochs[j] for j in sides if 0 <= j < len(self._epochs)]
+        # the selected checkpoint's context first (another pane shown there needs it), even
+        # when its result came from the cache; then the neighbours
+        self._submit(PRIORITY_PREFETCH_RESULT, lambda: self._prefetch_context(generation, selected))
         for epoch in neighbours:
             if visible is not None:
                 study, options, extras = visible
