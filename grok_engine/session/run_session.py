@@ -38,12 +38,12 @@ from grok_engine.session.cache import ByteLRU
 from grok_engine.session.events import (CheckpointsChanged, Error, Event, ResultReady, RunOpened,
                                         TrainingEnded, TrainingProgress, TrainingStarted)
 from grok_engine.session.training import TrainingClient, extend_plan
+from grok_engine.studies.schema import SCHEMAS
 
 # A p=113 context is ~65 MB at '=' plus ~52 MB once the probe built its float64 copy:
 # three of them (the selected checkpoint and its two neighbours) fit, the app stays < 1 GiB.
 DEFAULT_CONTEXT_BYTES = 384 * 2**20
 DEFAULT_RESULT_BYTES = 96 * 2**20
-RUN_SCOPE = ("curves", "progress")  # studies whose result depends on the whole run
 
 PRIORITY_REQUEST, PRIORITY_PREFETCH_RESULT, PRIORITY_PREFETCH_CONTEXT = 0, 1, 2
 
@@ -318,7 +318,8 @@ class RunSession:
 
     def _result_key(self, study: str, epoch: int, options: dict[str, Any], extras: tuple[str, ...]) -> tuple:
         with self._state_lock:
-            version = self._run_version if study in RUN_SCOPE else 0
+            schema = SCHEMAS.get(study)
+            version = self._run_version if schema is not None and schema.scope == "run" else 0
         return (study, epoch, options_key(options), extras, version)
 
     def _compute(self, study: str, epoch: int, options: dict[str, Any], extras: tuple[str, ...],
