@@ -380,6 +380,12 @@ class RunSession:
         with self._engine_lock:
             return {"contexts": self._contexts.total_bytes, "results": self._results.total_bytes}
 
+    def drop_caches(self) -> None:
+        """Forget every cached context and result (a benchmark's cold start)."""
+        with self._engine_lock:
+            self._contexts.clear()
+            self._results.clear()
+
     def cached_epochs(self) -> list[int]:
         """Epochs whose context is cached, oldest use first."""
         with self._engine_lock:
