@@ -238,7 +238,7 @@ class RunSession:
         """Emit the checkpoints recorded since the last CheckpointsChanged, if any."""
         import time
 
-        with self._state_lock:
+        with self._state_lock:  # emitted under it: the timer's and the reader's stay in order
             if self._follow_timer is not None:
                 self._follow_timer.cancel()
                 self._follow_timer = None
@@ -247,7 +247,7 @@ class RunSession:
             event = CheckpointsChanged(tuple(self._epochs), tuple(sorted(self._pending_added)))
             self._pending_added = set()
             self._last_follow = time.monotonic()
-        self._emit(event)
+            self._emit(event)
         return event
 
     def nearest(self, epoch: int) -> int | None:

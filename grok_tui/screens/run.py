@@ -121,9 +121,7 @@ class RunScreen(ExportKeys, Screen):
         handlers = {RunOpened: self._run_opened, CheckpointsChanged: self._checkpoints_changed,
                     ResultReady: self._result_ready, Error: self._error,
                     TrainingProgress: self._training_progress, TrainingEnded: self._training_ended}
-        handler = handlers.get(type(message.event))
-        if handler is not None:
-            handler(message.event)
+        handlers.get(type(message.event), lambda event: None)(message.event)  # TrainingStarted: nothing to do
 
     def _run_opened(self, event: RunOpened) -> None:
         if event.notice:
