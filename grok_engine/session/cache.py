@@ -46,6 +46,20 @@ def nbytes(obj: Any, _seen: set[int] | None = None) -> int:
     return total
 
 
+def release_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``; a no-op
+    elsewhere). After freeing a large mmapped block glibc raises its mmap threshold (up to
+    32 MB), so the tensors of later contexts (~26 MB each at p=113) come from the heap, and
+    when one is evicted its pages can stay in the process: RSS would grow past what the
+    caches hold. Called after an eviction, on the engine thread (well under a ms here)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class ByteLRU(Generic[V]):
     """An LRU of values whose total size (``size_of``, default :func:`nbytes`) stays at or
     under ``max_bytes``; the most recently used entry is kept even when it alone is over,
@@ -64,6 +78,7 @@ class ByteLRU(Generic[V]):
         self._items: OrderedDict[Hashable, V] = OrderedDict()
         self._sizes: dict[Hashable, int] = {}
         self.pinned: Hashable | None = None
+        self.evictions = 0  # entries pushed out to fit, so far
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._items
@@ -121,3 +136,4 @@ class ByteLRU(Generic[V]):
             if oldest is None:
                 return
             self.pop(oldest)
+            self.evictions += 1

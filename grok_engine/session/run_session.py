@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from grok_engine.errors import GrokError
-from grok_engine.session.cache import ByteLRU
+from grok_engine.session.cache import ByteLRU, release_freed_memory
 from grok_engine.session.events import (CheckpointsChanged, Error, Event, ResultReady, RunOpened,
                                         TrainingEnded, TrainingProgress, TrainingStarted)
 from grok_engine.session.training import TrainingClient, extend_plan
@@ -372,7 +372,10 @@ class RunSession:
 
             ctx = context_for(self.run, epoch)
             self.computed["contexts"] += 1
+            evicted = self._contexts.evictions
             self._contexts.put(key, ctx)
+            if self._contexts.evictions != evicted:
+                release_freed_memory()
         return ctx
 
     def cache_bytes(self) -> dict[str, int]:
