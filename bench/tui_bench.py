@@ -15,14 +15,28 @@
    presses) while the bench presses number keys; the time from press to the pane switch
    being on screen.
    Target < 100 ms.
+4. Stepping while a training child runs on one core (issue 12 item 9): a copy of a p=113
+   ``mod_add`` run with 100+ checkpoints (``bench-mod-p113-dense``, a checkpoint every 3
+   epochs) is trained by ``grok_engine.train_process`` pinned to core 0 while the app,
+   with its prefetch as shipped, steps the original: for every pane, a step to a checkpoint
+   not seen before (first visit: its prefetch had the pause between key presses, as a
+   user's would) and a step back (revisit), each from the key press to the pane showing
+   that checkpoint's result with its plots built. Then the Neurons pane steps through 100
+   checkpoints and the process's RSS is read (VmRSS, the app in-process). Targets: a step
+   < 500 ms, a revisit < 100 ms, RSS < 1 GiB.
 
     .venv/bin/python bench/tui_bench.py [--runs-dir bench/runs] [--skip-paint]
+        [--only paint|switch|latency|step] [--tiny]
+
+``--tiny`` runs only figure 4 on a small p=23 run with 12 checkpoints (a check that the
+bench works, not a measurement).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import subprocess
@@ -125,9 +139,9 @@ async def checkpoint_switch(runs_dir: Path, run_id: str) -> dict[str, list[float
             await pilot.press(pane.KEY)
             await settle(app, pilot)  # warm: this pane's study ran once
             times = []
+            screen.session.prefetch_enabled = False  # cold: no neighbour computed ahead
             for key in ("left", "right", "left"):
-                if screen._contexts is not None:  # cold: the Context is rebuilt every time
-                    screen._contexts._items.clear()
+                screen.session.drop_caches()  # cold: the Context is rebuilt every time
                 target = screen.epochs[screen.index + (-1 if key == "left" else 1)]
                 start = time.perf_counter()
                 send_key(app, key)
@@ -170,6 +184,94 @@ async def latency_while_training(runs_dir: Path, run_id: str) -> list[float]:
     return times
 
 
+def rss_mib() -> float:
+    """This process's resident set size (VmRSS), MiB."""
+    with open("/proc/self/status") as fh:
+        line = next(l for l in fh if l.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def start_training_child(runs_dir: Path, run_id: str) -> subprocess.Popen:
+    """``grok_engine.train_process`` on a copy of ``run_id`` (in a temp folder), pinned to
+    core 0 and trained far beyond its end: the load of a run training beside the app."""
+    work = Path(tempfile.mkdtemp())
+    shutil.copytree(runs_dir / run_id, work / run_id)
+    done = max(int(p.stem.split("_")[1]) for p in (work / run_id / "checkpoints").glob("epoch_*"))
+
+    def one_core() -> None:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {0})
+
+    return subprocess.Popen([sys.executable, "-m", "grok_engine.train_process", str(work), run_id,
+                             "--until-epoch", str(done + 10**6)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=one_core, cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def stop_training_child(proc: subprocess.Popen) -> None:
+    try:
+        proc.stdin.write("stop\n")
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        proc.kill()
+
+
+async def shown_after(app, screen, pane, key: str, pause: float) -> float:
+    """Seconds from pressing ``key`` (a checkpoint step) to ``pane`` showing the new
+    checkpoint's result with its plots built; ``pause`` first (a user's pace)."""
+    await asyncio.sleep(pause)
+    step = {"left": -1, "right": 1}[key]
+    target = screen.epochs[screen.index + step]
+    start = time.perf_counter()
+    send_key(app, key)
+    await wait_until(lambda: screen.shown.get(pane.STUDY, (None,))[0] == target and plots_built(pane), 120)
+    await asyncio.sleep(0)
+    return time.perf_counter() - start
+
+
+async def step_while_training(runs_dir: Path, run_id: str, steps: int = 100,
+                              pause: float = 0.5) -> dict[str, object]:
+    """Figure 4: per pane (first visit, revisit) times, and RSS after ``steps`` steps."""
+    from grok_tui.app import GrokApp
+
+    child = start_training_child(runs_dir, run_id)
+    out: dict[str, object] = {}
+    try:
+        app = GrokApp(run_id, runs_dir)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(app, pilot)
+            screen = app.screen
+            for study, pane in screen.panes.items():
+                await pilot.press(pane.KEY)
+                await wait_until(lambda: study in screen.shown, 120)
+                first = await shown_after(app, screen, pane, "left", pause)  # not seen before
+                revisit = await shown_after(app, screen, pane, "right", pause)  # just seen
+                out[study] = (first, revisit)
+            await pilot.press(next(p.KEY for p in screen.panes.values() if p.STUDY == "neurons"))
+            await pilot.press("end")
+            pane = screen.current_pane
+            n = min(steps, len(screen.epochs) - 1)
+            for _ in range(n):
+                await shown_after(app, screen, pane, "left", 0.05)
+            out["rss_mib"] = rss_mib()
+            out["steps"] = n
+            out["cache_mib"] = {k: v / 2**20 for k, v in screen.session.cache_bytes().items()}
+    finally:
+        stop_training_child(child)
+    return out
+
+
+def print_steps(run_id: str, result: dict[str, object]) -> None:
+    print(f"stepping {run_id} while a training child runs on one core "
+          f"(targets: step < 500 ms, revisit < 100 ms, RSS < 1024 MiB):")
+    for study, value in result.items():
+        if isinstance(value, tuple):
+            print(f"  {study:10s} first visit {value[0] * 1000:6.0f} ms   revisit {value[1] * 1000:6.0f} ms")
+    cache = ", ".join(f"{k} {v:.0f}" for k, v in result["cache_mib"].items())
+    print(f"  RSS after {result['steps']} steps: {result['rss_mib']:.0f} MiB (caches MiB: {cache})")
+
+
 def fmt(times: list[float]) -> str:
     if not times:
         return "-"
@@ -181,9 +283,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default=str(ROOT / "bench" / "runs"))
     parser.add_argument("--skip-paint", action="store_true")
-    parser.add_argument("--only", choices=("paint", "switch", "latency"), default=None)
+    parser.add_argument("--only", choices=("paint", "switch", "latency", "step"), default=None)
+    parser.add_argument("--tiny", action="store_true", help="figure 4 on a tiny run: checks the bench runs")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir)
+    if args.tiny:
+        ensure_run(runs_dir, "bench-tiny-p23", task="mod_add", p=23, d_model=32, d_mlp=64, n_heads=2,
+                   d_head=16, epochs=60, checkpoint_every=5, frac_train=0.5)
+        print_steps("bench-tiny-p23", asyncio.run(step_while_training(runs_dir, "bench-tiny-p23", 10, 0.1)))
+        return
     ensure_run(runs_dir, "bench-add-p10", task="add", p=10, epochs=300, checkpoint_every=25)
     ensure_run(runs_dir, "bench-mod-p113", task="mod_add", p=113, frac_train=0.3, epochs=300,
                checkpoint_every=25)
@@ -201,6 +309,10 @@ def main() -> None:
         for run_id in ("bench-add-p10", "bench-mod-p113"):
             print(f"key latency while training {run_id}: "
                   f"{fmt(asyncio.run(latency_while_training(runs_dir, run_id)))}   target < 100 ms")
+    if args.only in (None, "step"):
+        ensure_run(runs_dir, "bench-mod-p113-dense", task="mod_add", p=113, frac_train=0.3, epochs=300,
+                   checkpoint_every=3)
+        print_steps("bench-mod-p113-dense", asyncio.run(step_while_training(runs_dir, "bench-mod-p113-dense")))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,12 @@ per-token attention tables and the last layer at '=' only — the notebook's que
 about that position. The hooked model and its full ``ActivationCache`` (every hook, every
 position, as ``model.run_with_cache`` gives it in the notebook) are built on first use of
 ``ctx.model`` / ``ctx.cache``, once, and shared too. Switching pane never recomputes the
-forward pass. :class:`ContextCache` keeps the last few checkpoints (an LRU).
+forward pass. The one cache of contexts is the RunSession's (grok_engine.session), bounded
+by bytes.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -160,22 +160,3 @@ def context_for(run: "Run", epoch: int) -> Context:
 def context_from_weights(config: RunConfig, weights: dict[str, torch.Tensor], epoch: int = 0,
                          dataset: Dataset | None = None) -> Context:
     return Context(config, epoch, weights, dataset if dataset is not None else make_dataset(config.task))
-
-
-class ContextCache:
-    """LRU of contexts keyed by (run folder, epoch)."""
-
-    def __init__(self, maxsize: int = 4):
-        self.maxsize = maxsize
-        self._items: OrderedDict[tuple[str, int], Context] = OrderedDict()
-
-    def get(self, run: "Run", epoch: int) -> Context:
-        key = (str(run.path), epoch)
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        ctx = context_for(run, epoch)
-        self._items[key] = ctx
-        while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
-        return ctx

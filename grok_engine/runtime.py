@@ -10,6 +10,8 @@ Who sets what (entry points only; nothing below an entry point changes these):
 - ``configure("child")``: the training process the app starts (``grok_engine.train_process``).
   It leaves a core to the app and yields to it when the cores are contended (nice 10): a
   key press or a study of the app waits for nothing.
+- ``configure("pack")``: a sweep's worker process (local or a Ray task): one torch thread,
+  the other cores run the other packs.
 - ``grok-tui export`` and ``grok-tui runs`` keep torch's defaults (the studies alone in
   their process split well over every core).
 - the app (``grok_tui.app``) imports torch in a worker after its first paint, so it sets
@@ -32,7 +34,7 @@ import signal
 import sys
 from typing import Any, ContextManager
 
-ROLES = ("train", "child")
+ROLES = ("train", "child", "pack")
 
 # Below this many multiply-adds per layer of a full batch (rows x d_model x d_mlp) a CPU
 # model trains faster on one torch thread (see the module docstring).
@@ -51,6 +53,8 @@ def configure(role: str, config: Any = None, device: Any = None) -> None:
         t, m = config.task, config.model
         if device.type == "cpu" and t.n_rows * m.d_model * m.d_mlp < SMALL_MODEL_WORK:
             torch.set_num_threads(1)
+    elif role == "pack":  # a sweep's worker process: one pack of small models per core
+        torch.set_num_threads(1)
     elif role == "child":
         torch.set_num_threads(max(1, cores() - 1))
         if hasattr(os, "nice"):
@@ -79,6 +83,20 @@ def keep_freed_memory() -> bool:
         return False
     return (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
             and mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_MAX) == 1)
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``; a no-op
+    elsewhere). After freeing a large mmapped block glibc raises its mmap threshold (up to
+    32 MB), so the tensors of later contexts (~26 MB each at p=113) come from the heap, and
+    when one is evicted its pages can stay in the process: RSS would grow past what the
+    caches hold. Called after an eviction, on the engine thread (well under a ms here)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def cores() -> int:

@@ -24,12 +24,12 @@ class GrokCommands(Provider):
             for study, pane in screen.panes.items():
                 yield (f"Show pane: {pane.TITLE}", f"show_pane('{study}')", screen,
                        f"key {pane.KEY}")
-            yield ("Next checkpoint", "next_checkpoint", screen, "right / l")
-            yield ("Previous checkpoint", "prev_checkpoint", screen, "left / h")
-            yield ("Ten checkpoints forward", "forward_ten", screen, "]")
-            yield ("Ten checkpoints back", "back_ten", screen, "[")
-            yield ("First checkpoint", "first_checkpoint", screen, "Home")
-            yield ("Last checkpoint", "last_checkpoint", screen, "End")
+            yield ("Next checkpoint", "step(1)", screen, "right / l")
+            yield ("Previous checkpoint", "step(-1)", screen, "left / h")
+            yield ("Ten checkpoints forward", "step(10)", screen, "]")
+            yield ("Ten checkpoints back", "step(-10)", screen, "[")
+            yield ("First checkpoint", "select(0)", screen, "Home")
+            yield ("Last checkpoint", "select(-1)", screen, "End")
             yield ("Go to epoch…", "goto_epoch", screen, "g")
             yield ("Export the focused pane to CSV", "export_pane", screen, "e")
             yield ("Export every study of this checkpoint", "export_all", screen, "E")

@@ -34,69 +34,13 @@ class EngineFailed(Message):
         self.message = message
 
 
-class RunOpened(Message):
-    """A run's checkpoint epochs and metrics (grok_engine.train.Metrics) were read;
-    ``notice``: what could not be read but hides nothing else (a corrupt metrics file)."""
+class SessionEvent(Message):
+    """An event of a screen's RunSession (one of grok_engine.session.events), posted from
+    the session's threads; the screen handles it on the UI thread."""
 
-    def __init__(self, run: Any, epochs: list[int], metrics: Any, notice: str | None = None) -> None:
+    def __init__(self, event: Any) -> None:
         super().__init__()
-        self.run = run
-        self.epochs = epochs
-        self.metrics = metrics
-        self.notice = notice
-
-
-class StudyReady(Message):
-    """``result`` (a StudyResult) of ``study`` at ``epoch`` with ``options``."""
-
-    def __init__(self, study: str, epoch: int, options: dict[str, Any], result: Any,
-                 extras: dict[str, Any] | None = None, extra_errors: list[str] | None = None) -> None:
-        super().__init__()
-        self.study = study
-        self.epoch = epoch
-        self.options = options
-        self.result = result
-        self.extras = extras or {}  # name -> StudyResult of the pane's EXTRA_STUDIES
-        self.extra_errors = extra_errors or []
-
-
-class StudyFailed(Message):
-    def __init__(self, study: str, epoch: int, message: str) -> None:
-        super().__init__()
-        self.study = study
-        self.epoch = epoch
-        self.message = message
-
-
-class TrainingProgress(Message):
-    """A chunk of per-epoch metrics (grok_engine.train.Metrics) from the trainer."""
-
-    def __init__(self, chunk: Any, epoch: int, target_epoch: int, elapsed_s: float,
-                 start_epoch: int) -> None:
-        super().__init__()
-        self.chunk = chunk
-        self.epoch = epoch
-        self.target_epoch = target_epoch
-        self.elapsed_s = elapsed_s
-        self.start_epoch = start_epoch
-
-
-class CheckpointSaved(Message):
-    """The run store has written the checkpoint of ``epoch`` (the file is on disk)."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__()
-        self.epoch = epoch
-
-
-class TrainingFinished(Message):
-    """The training worker returned: at ``epoch``; ``error`` set when it failed."""
-
-    def __init__(self, epoch: int, stopped: bool, error: str | None = None) -> None:
-        super().__init__()
-        self.epoch = epoch
-        self.stopped = stopped
-        self.error = error
+        self.event = event
 
 
 class ExportDone(Message):

@@ -55,4 +55,10 @@ def get_study(name: str) -> Study:
 
 
 def run_study(name: str, ctx: Any, **options: Any) -> Any:
-    return get_study(name).fn(ctx, **options)
+    """``name``'s result on ``ctx``, checked against the study's declared schema
+    (grok_engine.studies.schema: a study that breaks it raises ValueError)."""
+    from grok_engine.studies.schema import SCHEMAS
+
+    result = get_study(name).fn(ctx, **options)
+    SCHEMAS[name].check(result)
+    return result

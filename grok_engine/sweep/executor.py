@@ -210,9 +210,9 @@ def _local_worker_init(driver_pid: int, progress_queue, stop_event) -> None:
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see _sigint_blocked
     _die_with_parent(driver_pid)
-    import torch
+    from grok_engine import runtime
 
-    torch.set_num_threads(1)
+    runtime.configure("pack")
     _worker_queue, _worker_stop = progress_queue, stop_event
 
 
@@ -324,9 +324,10 @@ def _ray_pack(runs_dir: str, run_ids: tuple[str, ...], train_pack: TrainPack, de
     """A pack as a Ray task (retried by Ray when its worker dies: the pack then resumes
     every member from its last checkpoint)."""
     import ray
-    import torch
 
-    torch.set_num_threads(1)
+    from grok_engine import runtime
+
+    runtime.configure("pack")
     ray.get(control.started.remote(os.getpid(), tuple(run_ids)))
     stopping = {"now": False, "asked": 0.0}
 

@@ -96,23 +96,19 @@ class AblationPane(StudyPane):
 
     @property
     def n_components(self) -> int | None:
-        """How many components there are (from the result: the study's n_components, else p)."""
-        if self.result is None:
-            return None
-        n = self.result.scalars.get("n_components")
-        if n is None and "failures" in self.result.grids:
-            n = len(self.result.grids["failures"].row_labels)
-        return None if n is None else int(n)
+        """How many components there are: one per token, the rows of the failures map."""
+        grid = self.read().grid("failures")
+        return None if grid is None else len(grid.row_labels)
 
     def render_result(self, result: StudyResult) -> None:
-        s = result.scalars
-        keep = s.get("keep", self.options.get("keep", (1,)))
+        r = self.read(result)
+        keep = r.scalar("keep")
         names = ", ".join(f"PC{k}" for k in keep)
-        n_rows = s.get("n_rows", "?")
-        self.set_summary(f"keeping {names}: accuracy {fmt_pct(s.get('acc_before'))} → "
-                         f"{fmt_pct(s.get('acc_after'))} · {s.get('n_failures', '?')} of {n_rows} pairs fail")
-        self.query_one("#failures-table", ResultTable).set_table(result.tables.get("failures"))
-        self.query_one("#failures-map", Heatmap).set_grid(result.grids.get("failures"))
+        self.set_summary(f"keeping {names}: accuracy {fmt_pct(r.scalar('acc_before'))} → "
+                         f"{fmt_pct(r.scalar('acc_after'))} · {r.scalar('n_failures')} of {r.scalar('n_rows')} "
+                         f"pairs fail")
+        self.query_one("#failures-table", ResultTable).set_table(r.table("failures"))
+        self.query_one("#failures-map", Heatmap).set_grid(r.grid("failures"))
         keep_input = self.query_one("#keep", Input)
         if not keep_input.has_focus:
             keep_input.value = ",".join(str(k) for k in keep)
@@ -145,6 +141,4 @@ class AblationPane(StudyPane):
         self.query_one("#keep", Input).focus()
 
     def default_export(self) -> Table | Grid | None:
-        if self.result is None:
-            return None
-        return self.result.tables.get("failures")
+        return self.read().table("failures")

@@ -51,24 +51,22 @@ class AttentionPane(StudyPane):
     @property
     def heads(self) -> list[int]:
         """Heads that have a map in the result, ascending."""
-        if self.result is None:
-            return []
-        found = {int(m.group(1)) for name in self.result.grids if (m := _HEAD_GRID.match(name))}
-        return sorted(found)
+        names = self.read().grid_names("head*_to_*")
+        return sorted({int(m.group(1)) for name in names if (m := _HEAD_GRID.match(name))})
 
     def render_result(self, result: StudyResult) -> None:
-        s = result.scalars
-        self.set_summary(f"Attention from '=' (layer {s.get('layer', 0)}), mean over heads: "
-                         f"a {fmt_num(s.get('mean_to_a'), 3)} · b {fmt_num(s.get('mean_to_b'), 3)} · "
-                         f"= {fmt_num(s.get('mean_to_eq'), 3)}")
-        self.query_one("#mean_pattern", ResultTable).set_table(result.tables.get("mean_pattern"))
+        r = self.read(result)
+        self.set_summary(f"Attention from '=' (layer {r.scalar('layer')}), mean over heads: "
+                         f"a {fmt_num(r.scalar('mean_to_a'), 3)} · b {fmt_num(r.scalar('mean_to_b'), 3)} · "
+                         f"= {fmt_num(r.scalar('mean_to_eq'), 3)}")
+        self.query_one("#mean_pattern", ResultTable).set_table(r.table("mean_pattern"))
         heads = self.heads
         if heads and self.head not in heads:
             self.head = heads[0]
         self._show_map()
 
     def _show_map(self) -> None:
-        grid = None if self.result is None else self.result.grids.get(f"head{self.head}_to_{self.target}")
+        grid = self.read().grid(f"head{self.head}_to_{self.target}")
         self.query_one("#head_map", Heatmap).set_grid(grid)
 
     def _step_head(self, step: int) -> None:
@@ -90,6 +88,4 @@ class AttentionPane(StudyPane):
         self._show_map()
 
     def default_export(self) -> Table | Grid | None:
-        if self.result is None:
-            return None
-        return self.result.tables.get("mean_pattern")
+        return self.read().table("mean_pattern")

@@ -33,6 +33,7 @@ from textual.widgets import ContentSwitcher, Static, TabbedContent
 
 from grok_engine.results import Grid, StudyResult, Table
 from grok_tui.format import digits as fmt_num, percent as fmt_pct  # noqa: F401 - the panes' names
+from grok_engine.studies.schema import SCHEMAS, ResultView
 
 
 # The key of panes whose views are tabs (a pane without tabs leaves it out: a key that
@@ -186,6 +187,11 @@ class StudyPane(Vertical):
             self.options = {**self.options, name: value}
 
     # -- for subclasses -----------------------------------------------------------------
+    def read(self, result: StudyResult | None = None) -> ResultView:
+        """``result`` (default: the one shown) read through the study's declared schema
+        (grok_engine.studies.schema): an undeclared name is an error, never a guess."""
+        return SCHEMAS[self.STUDY].view(self.result if result is None else result)
+
     def render_result(self, result: StudyResult) -> None:
         """Fill the widgets from ``result`` (mounted, UI thread)."""
 
@@ -223,10 +229,3 @@ class StudyPane(Vertical):
         tabs = self.query(TabbedContent)
         return tabs.first().active if tabs else ""
 
-
-def table_or_none(result: StudyResult | None, name: str) -> Table | None:
-    return None if result is None else result.tables.get(name)
-
-
-def grid_or_none(result: StudyResult | None, name: str) -> Grid | None:
-    return None if result is None else result.grids.get(name)

@@ -36,30 +36,24 @@ class EmbeddingPane(StudyPane):
                 yield ResultTable(id="pc_scores")
 
     def render_result(self, result: StudyResult) -> None:
-        s = result.scalars
+        r = self.read(result)
         together = ""
-        pca = result.tables.get("pca")
-        if pca is not None and pca.n_rows >= 2:
-            together = f" (together {fmt_pct(float(pca.columns['cumulative_ratio'][1]))})"
-        self.set_summary(f"W_E variance: PC1 {fmt_pct(s.get('pc1_ratio'))}, PC2 {fmt_pct(s.get('pc2_ratio'))}"
-                         f"{together} · {s.get('n_components', '?')} components")
-        self.query_one("#pca", ResultTable).set_table(pca)
-        self.query_one("#pc_scores", ResultTable).set_table(result.tables.get("pc_scores"))
-        t = result.tables.get("pc1_pc2")
-        if t is not None:
-            self.query_one("#pc1_pc2", ScatterPlot).set_points(
-                t.columns["pc1"], t.columns["pc2"], labels=t.columns["token"],
-                title="Tokens on PC1 and PC2", xlabel="PC1", ylabel="PC2")
-        sv = result.tables.get("singular_values")
-        if sv is not None:
-            x = sv.columns["index"]
-            self.query_one("#singular_values", LinePlot).set_data(
-                [Series(name, x, sv.columns[name]) for name in sv.column_names if name != "index"],
-                title="Singular values: W_E vs random", xlabel="index", ylabel="singular value")
+        cumulative = r.column("pca", "cumulative_ratio")
+        if len(cumulative) >= 2:
+            together = f" (together {fmt_pct(float(cumulative[1]))})"
+        self.set_summary(f"W_E variance: PC1 {fmt_pct(r.scalar('pc1_ratio'))}, PC2 {fmt_pct(r.scalar('pc2_ratio'))}"
+                         f"{together} · {r.scalar('n_components')} components")
+        self.query_one("#pca", ResultTable).set_table(r.table("pca"))
+        self.query_one("#pc_scores", ResultTable).set_table(r.table("pc_scores"))
+        self.query_one("#pc1_pc2", ScatterPlot).set_points(
+            r.column("pc1_pc2", "pc1"), r.column("pc1_pc2", "pc2"), labels=r.column("pc1_pc2", "token"),
+            title="Tokens on PC1 and PC2", xlabel="PC1", ylabel="PC2")
+        x = r.column("singular_values", "index")
+        self.query_one("#singular_values", LinePlot).set_data(
+            [Series(name, x, r.column("singular_values", name)) for name in ("W_E", "random")],
+            title="Singular values: W_E vs random", xlabel="index", ylabel="singular value")
 
     def default_export(self) -> Table | Grid | None:
         names = {"view-pca": "pca", "view-scatter": "pc1_pc2", "view-sv": "singular_values",
                  "view-scores": "pc_scores"}
-        if self.result is None:
-            return None
-        return self.result.tables.get(names.get(self.active_view(), "pca"))
+        return self.read().table(names.get(self.active_view(), "pca"))

@@ -27,6 +27,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
+from grok_engine.studies.schema import SCHEMAS
 from grok_tui.panes.base import NEXT_VIEW, StudyPane, fmt_num, fmt_pct
 from grok_tui.widgets.heatmap import Heatmap, format_value
 from grok_tui.widgets.plots import BarPlot
@@ -105,42 +106,42 @@ class FourierPane(StudyPane):
 
     @property
     def n_neurons(self) -> int | None:
-        t = None if self.result is None else self.result.tables.get("neuron_clusters")
+        t = self.read().table("neuron_clusters")
         return None if t is None else t.n_rows
 
     def render_result(self, result: StudyResult) -> None:
-        s = result.scalars
-        if "key_frequencies" in s:
-            keys = ", ".join(str(k) for k in s["key_frequencies"])
+        r = self.read(result)
+        note = r.scalar("note")
+        if r.scalar("key_frequencies") is not None:  # a modular task: the periodic structure
+            keys = ", ".join(str(k) for k in r.scalar("key_frequencies"))
             if not keys:  # no clear drop in the shares: the largest ones, never all of them
-                top = ", ".join(str(k) for k in s.get("top_frequencies", []))
+                top = ", ".join(str(k) for k in r.scalar("top_frequencies") or [])
                 keys = f"none found (largest shares: {top})" if top else "none found"
-            text = (f"key frequencies {keys} · {s.get('n_clustered', '?')} neurons clustered · "
-                    f"logits off the key terms {fmt_pct(s.get('residual_fraction'))} · "
-                    f"loss {fmt_num(s.get('loss'), 3)}, from key terms only {fmt_num(s.get('approx_loss'), 3)}")
-            if s.get("note"):
-                text += f"\n{s['note']}"
+            text = (f"key frequencies {keys} · {r.scalar('n_clustered')} neurons clustered · "
+                    f"logits off the key terms {fmt_pct(r.scalar('residual_fraction'))} · "
+                    f"loss {fmt_num(r.scalar('loss'), 3)}, from key terms only {fmt_num(r.scalar('approx_loss'), 3)}")
+            if note:
+                text += f"\n{note}"
         else:
-            text = s.get("note", "no key frequencies in this result")
+            text = note or "no key frequencies in this result"
         self.set_summary(text)
         for table_id in ("frequency_shares", "cluster_sizes", "neuron_clusters", "logit_periodicity"):
-            self.query_one(f"#{table_id}", ResultTable).set_table(result.tables.get(table_id))
-        freq_norm = result.grids.get("neuron_freq_norm")
+            self.query_one(f"#{table_id}", ResultTable).set_table(r.table(table_id))
+        freq_norm = r.grid("neuron_freq_norm")
         self.query_one("#neuron_freq_norm", Heatmap).set_grid(
             sort_neurons_by_frequency(freq_norm) if freq_norm is not None else None)
         self._show_transform()
         for table_id, title in (("embedding_norms", "W_E norm per Fourier component"),
                                 ("w_logit_norms", "W_logit norm per Fourier component")):
-            t = result.tables.get(table_id)
             plot = self.query_one(f"#{table_id}", BarPlot)
-            if t is None:
+            if r.table(table_id) is None:
                 plot.set_bars([], {}, title=f"{title}: not computed for this task")
             else:
-                plot.set_bars(t.columns["component"], {"norm": t.columns["norm"]}, title=title)
+                plot.set_bars(r.column(table_id, "component"), {"norm": r.column(table_id, "norm")}, title=title)
 
     def _show_transform(self) -> None:
         """The neuron's 2-D transform, its constant term left out of the colours (or not)."""
-        grid = None if self.result is None else self.result.grids.get("neuron_fourier")
+        grid = self.read().grid("neuron_fourier")
         heatmap = self.query_one("#neuron_fourier", Heatmap)
         if grid is None:
             heatmap.set_grid(None)
@@ -176,7 +177,6 @@ class FourierPane(StudyPane):
             self._show_transform()
 
     def default_export(self) -> Table | Grid | None:
-        if self.result is None:
-            return None
         name = VIEWS.get(self.active_view(), "embedding_norms")
-        return self.result.tables.get(name) or self.result.grids.get(name)
+        schema = SCHEMAS[self.STUDY]
+        return self.read().table(name) if name in schema.tables else self.read().grid(name)

@@ -23,6 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
+from grok_engine.studies.schema import SCHEMAS
 from grok_tui.panes.base import NEXT_VIEW, StudyPane, fmt_num, fmt_pct
 from grok_tui.widgets.heatmap import Heatmap
 from grok_tui.widgets.result_table import ResultTable
@@ -59,35 +60,34 @@ class NeuronsPane(StudyPane):
     @property
     def shown_neuron(self) -> int | None:
         """The neuron whose grids are shown (from the result)."""
-        if self.result is None:
-            return None
-        n = self.result.scalars.get("neuron")
+        n = self.read().scalar("neuron")
         return None if n is None else int(n)
 
     def render_result(self, result: StudyResult) -> None:
         self._summary()
+        r = self.read(result)
         ranking = self.query_one("#ranking", ResultTable)
-        ranking.set_table(result.tables.get("ranking"))
+        ranking.set_table(r.table("ranking"))
         self._cursor_to_shown_neuron(ranking)
-        self.query_one("#pre", Heatmap).set_grid(result.grids.get("pre"))
-        self.query_one("#post", Heatmap).set_grid(result.grids.get("post"))
-        self.query_one("#pc_fit", ResultTable).set_table(result.tables.get("pc_fit"))
-        s = result.scalars
-        if s.get("ranked_by") == "frequency_fraction":
-            response = (f"frequency {s.get('neuron_frequency', '?')} explains "
-                        f"{fmt_pct(s.get('neuron_frac_explained'))}")
+        self.query_one("#pre", Heatmap).set_grid(r.grid("pre"))
+        self.query_one("#post", Heatmap).set_grid(r.grid("post"))
+        self.query_one("#pc_fit", ResultTable).set_table(r.table("pc_fit"))
+        if r.scalar("ranked_by") == "frequency_fraction":  # modular tasks
+            response = (f"frequency {r.scalar('neuron_frequency')} explains "
+                        f"{fmt_pct(r.scalar('neuron_frac_explained'))}")
         else:
-            response = f"r {fmt_num(s.get('neuron_r'), 3)}"
+            response = f"r {fmt_num(r.scalar('neuron_r'), 3)}"
         self.query_one("#neuron-info", Static).update(
-            f"neuron {s.get('neuron', '?')} · {response} · PC fit R² {fmt_num(s.get('fit_r2'), 3)}")
+            f"neuron {r.scalar('neuron')} · {response} · PC fit R² {fmt_num(r.scalar('fit_r2'), 3)}")
 
     def _cursor_to_shown_neuron(self, ranking: ResultTable) -> None:
         """The ranking's cursor on the row of the neuron shown (its rank changes with the
         checkpoint; the neuron stays)."""
         shown = self.shown_neuron
-        if shown is None or ranking.table is None or "neuron" not in ranking.table.columns:
+        neurons = self.read().column("ranking", "neuron")
+        if shown is None or neurons is None or ranking.table is None:
             return
-        found = np.flatnonzero(np.asarray(ranking.table.columns["neuron"]) == shown)
+        found = np.flatnonzero(np.asarray(neurons) == shown)
         if not found.size or ranking.raw_row_index(ranking.cursor_row) == found[0]:
             return
         ranking.move_cursor(row=next(d for d in range(ranking.row_count) if ranking.raw_row_index(d) == found[0]))
@@ -99,19 +99,18 @@ class NeuronsPane(StudyPane):
     def _summary(self) -> None:
         parts = []
         if self.result is not None:
-            s = self.result.scalars
-            ranking = self.result.tables.get("ranking")
-            total = ranking.n_rows if ranking is not None else "?"
-            if s.get("ranked_by") == "frequency_fraction":
-                parts.append(f"{s.get('n_above', '?')} of {total} neurons have one frequency "
-                             f"explaining > {fmt_pct(s.get('threshold'))} of their variance")
+            r = self.read()
+            total = r.table("ranking").n_rows
+            if r.scalar("ranked_by") == "frequency_fraction":
+                parts.append(f"{r.scalar('n_above')} of {total} neurons have one frequency "
+                             f"explaining > {fmt_pct(r.scalar('threshold'))} of their variance")
             else:
-                parts.append(f"{s.get('n_above', '?')} of {total} neurons have |r| > "
-                             f"{fmt_num(s.get('threshold'), 3)}")
-        probe = self.extras.get("probe")
-        if probe is not None:
-            parts.append(f"linear probe R² {fmt_num(probe.scalars.get('r2'), 4)}"
-                         f" (baseline {fmt_num(probe.scalars.get('baseline_r2'), 2)})")
+                parts.append(f"{r.scalar('n_above')} of {total} neurons have |r| > "
+                             f"{fmt_num(r.scalar('threshold'), 3)}")
+        if "probe" in self.extras:
+            probe = SCHEMAS["probe"].view(self.extras["probe"])
+            parts.append(f"linear probe R² {fmt_num(probe.scalar('r2'), 4)}"
+                         f" (baseline {fmt_num(probe.scalar('baseline_r2'), 2)})")
         self.set_summary(" · ".join(parts) if parts else "waiting for a checkpoint")
 
     def on_result_table_row_selected(self, event: ResultTable.RowSelected) -> None:
@@ -124,6 +123,4 @@ class NeuronsPane(StudyPane):
         self.post_message(self.OptionsChanged(self, dict(self.options)))
 
     def default_export(self) -> Table | Grid | None:
-        if self.result is None:
-            return None
-        return self.result.tables.get("ranking")
+        return self.read().table("ranking")

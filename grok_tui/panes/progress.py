@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.widgets import Static, TabbedContent, TabPane
 
 from grok_engine.results import Grid, StudyResult, Table
+from grok_engine.studies.schema import SCHEMAS, ResultView
 from grok_tui.panes.base import NEXT_VIEW, StudyPane
 from grok_tui.widgets.heatmap import Heatmap
 from grok_tui.widgets.plots import COLOURS, MARKER_COLOUR, LinePlot, Series, VLine, phase_lines
@@ -34,16 +35,20 @@ LOSS_GROUP = "losses"
 OTHERS_COLOUR = COLOURS[-1]  # the largest coefficient off the key frequencies: grey
 
 
-def coefficient_series(table: Table, key_frequencies: list[int]) -> list[Series]:
+MEASURES = SCHEMAS["progress"].tables["measures"].columns[1:]  # after "epoch"
+
+
+def coefficient_series(result: ResultView, key_frequencies: list[int]) -> list[Series]:
     """One series per key frequency ("freq_k" of the cos_coeffs table) over the epochs, then
     the largest |coefficient| of the other frequencies at each epoch."""
-    x = table.columns["epoch"]
-    columns = [c for c in table.column_names if c.startswith("freq_")]
-    keys = [f"freq_{k}" for k in key_frequencies if f"freq_{k}" in table.columns]
-    series = [Series(f"freq {c.removeprefix('freq_')}", x, table.columns[c]) for c in keys]
+    x = result.column("cos_coeffs", "epoch")
+    columns = result.columns("cos_coeffs", "freq_*")
+    keys = [f"freq_{k}" for k in key_frequencies if f"freq_{k}" in columns]
+    series = [Series(f"freq {c.removeprefix('freq_')}", x, result.column("cos_coeffs", c)) for c in keys]
     others = [c for c in columns if c not in keys]
     if others:
-        largest = np.abs(np.stack([np.asarray(table.columns[c], dtype=float) for c in others])).max(axis=0)
+        largest = np.abs(np.stack([np.asarray(result.column("cos_coeffs", c), dtype=float)
+                                   for c in others])).max(axis=0)
         series.append(Series("largest other |coef|", x, largest, OTHERS_COLOUR))
     return series
 
@@ -81,26 +86,24 @@ class ProgressPane(StudyPane):
     @property
     def measure_groups(self) -> list[str]:
         """LOSS_GROUP (every column ending in _loss) then each other measure column."""
-        t = None if self.result is None else self.result.tables.get("measures")
-        if t is None:
+        if self.result is None:
             return []
-        others = [c for c in t.column_names if c != "epoch" and not c.endswith("_loss")]
-        has_losses = any(c.endswith("_loss") for c in t.column_names)
-        return ([LOSS_GROUP] if has_losses else []) + others
+        return [LOSS_GROUP, *[c for c in MEASURES if not c.endswith("_loss")]]
 
     def phase_lines(self) -> list[VLine]:
         """A line at each phase end the result (or the curves study) knows."""
-        sources = [s for s in (self.result, self.extras.get("curves")) if s is not None]
+        sources = [self.read(), SCHEMAS["curves"].view(self.extras.get("curves"))]
         marks = []
         for key, label in PHASE_ENDS:
-            value = next((src.scalars[key] for src in sources if src.scalars.get(key) is not None), None)
+            value = next((v for src in sources if (v := src.scalar(key)) is not None), None)
             if value is not None:
                 marks.append((label, float(value)))
         return phase_lines(marks)
 
     def render_result(self, result: StudyResult) -> None:
-        self.query_one("#measures", ResultTable).set_table(result.tables.get("measures"))
-        self.query_one("#cos_sim", Heatmap).set_grid(result.grids.get("cos_sim"))
+        r = self.read(result)
+        self.query_one("#measures", ResultTable).set_table(r.table("measures"))
+        self.query_one("#cos_sim", Heatmap).set_grid(r.grid("cos_sim"))
         groups = self.measure_groups
         if groups and self.measure not in groups:
             self.measure = groups[0]
@@ -111,12 +114,11 @@ class ProgressPane(StudyPane):
             self._plot()
 
     def _plot(self) -> None:
-        t = None if self.result is None else self.result.tables.get("measures")
-        if t is None:
+        if self.result is None:
             return
-        names = ([c for c in t.column_names if c.endswith("_loss")] if self.measure == LOSS_GROUP
-                 else [self.measure])
-        values = np.concatenate([np.asarray(t.columns[n], dtype=float) for n in names]) if names else np.array([])
+        r = self.read()
+        names = [c for c in MEASURES if c.endswith("_loss")] if self.measure == LOSS_GROUP else [self.measure]
+        values = np.concatenate([np.asarray(r.column("measures", n), dtype=float) for n in names])
         finite = values[np.isfinite(values)]
         # Losses span decades after grokking: a log axis when everything is positive and wide.
         log_y = bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
@@ -124,7 +126,7 @@ class ProgressPane(StudyPane):
         marker = (VLine(float(self.selected_epoch), "selected", MARKER_COLOUR)
                   if self.selected_epoch is not None else None)
         plot = self.query_one("#measures-plot", LinePlot)
-        plot.set_data([Series(n, t.columns["epoch"], t.columns[n]) for n in names],
+        plot.set_data([Series(n, r.column("measures", "epoch"), r.column("measures", n)) for n in names],
                       title=f"{self.measure} over checkpoints" + (" (log scale)" if log_y else ""),
                       xlabel="epoch", log_y=log_y, vlines=phases)
         plot.set_marker(marker)
@@ -132,29 +134,25 @@ class ProgressPane(StudyPane):
         self._summary(phases)
 
     def _plot_coefficients(self, phases: list[VLine], marker: VLine | None) -> None:
-        assert self.result is not None
-        coeffs = self.result.tables.get("cos_coeffs")
-        if coeffs is None:
-            return
-        keys = [int(k) for k in self.result.scalars.get("key_frequencies", [])]
+        r = self.read()
+        keys = [int(k) for k in r.scalar("key_frequencies")]
         plot = self.query_one("#cos_coeffs", LinePlot)
-        plot.set_data(coefficient_series(coeffs, keys), xlabel="epoch", vlines=phases,
+        plot.set_data(coefficient_series(r, keys), xlabel="epoch", vlines=phases,
                       title="coefficient of the logits on cos(w(a+b-c)), key frequencies"
                       if keys else "coefficient on cos(w(a+b-c)): no key frequencies found")
         plot.set_marker(marker)
 
     def _summary(self, phases: list[VLine]) -> None:
-        assert self.result is not None
-        s = self.result.scalars
-        keys = ", ".join(str(k) for k in s.get("key_frequencies", [])) or "-"
-        parts = [f"{s.get('n_checkpoints', '?')} checkpoints", f"key frequencies {keys}"]
+        r = self.read()
+        keys = ", ".join(str(k) for k in r.scalar("key_frequencies")) or "-"
+        parts = [f"{r.scalar('n_checkpoints')} checkpoints", f"key frequencies {keys}"]
         if phases:
             parts.append("phases end " + ", ".join(f"{v.label} {int(v.x)}" for v in phases))
         if self.selected_epoch is not None:
             parts.append(f"selected epoch {self.selected_epoch} (red)")
         text = " · ".join(parts)
-        if s.get("note"):
-            text += f"\n{s['note']}"
+        if r.scalar("note"):
+            text += f"\n{r.scalar('note')}"
         self.set_summary(text)
 
     # -- the app's calls ------------------------------------------------------------------
@@ -178,10 +176,7 @@ class ProgressPane(StudyPane):
         self._step_measure(-1)
 
     def default_export(self) -> Table | Grid | None:
-        if self.result is None:
-            return None
+        r = self.read()
         if self.active_view() == "view-cos":
-            return self.result.grids.get("cos_sim")
-        if self.active_view() == "view-coeffs":
-            return self.result.tables.get("cos_coeffs")
-        return self.result.tables.get("measures")
+            return r.grid("cos_sim")
+        return r.table("cos_coeffs" if self.active_view() == "view-coeffs" else "measures")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual.widgets import Tabs
+
 from grok_tui.panes.ablation import AblationPane
 from grok_tui.panes.attention import AttentionPane
 from grok_tui.panes.base import StudyPane
@@ -19,4 +21,18 @@ PANE_CLASSES: list[type[StudyPane]] = [
     ProgressPane,  # 7
 ]
 
-__all__ = ["PANE_CLASSES"]
+
+
+class PaneTabs(Tabs, can_focus=False):
+    """The run screen's pane tabs: clicked with the mouse, switched with the number keys;
+    never focused, so left/right stay the checkpoint keys."""
+
+
+def pane_classes() -> list[type[StudyPane]]:
+    """The run screen's panes: Training (key 1), then PANE_CLASSES."""
+    from grok_tui.panes.training import TrainingPane
+
+    return [TrainingPane, *[c for c in PANE_CLASSES if c.STUDY != TrainingPane.STUDY]]
+
+
+__all__ = ["PANE_CLASSES", "PaneTabs", "pane_classes"]

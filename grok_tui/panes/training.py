@@ -20,6 +20,7 @@ from textual.widgets import ProgressBar, Static
 
 from grok_engine.results import StudyResult, Table
 from grok_tui.format import duration as fmt_duration, number as fmt_number
+from grok_engine.studies.schema import SCHEMAS
 from grok_tui.panes.base import StudyPane
 from grok_tui.widgets.plots import (COLOURS, MARKER_COLOUR, LinePlot, Series, VLine, legend_lines, phase_lines,
                                    vline_legend_items)
@@ -40,20 +41,12 @@ def _thin(x: np.ndarray, *ys: np.ndarray, points: int = 2 * MIN_POINTS) -> tuple
 
 def phase_marks(result: StudyResult | None) -> list[tuple[str, int]]:
     """(phase name, epoch) from the curves study's ``phases`` table: each phase's last epoch
-    (column ``end_epoch``, or ``epoch``, or a ``start``/``end`` column); phases not reached
-    are left out."""
-    if result is None or "phases" not in result.tables:
+    (its ``end_epoch``); phases not reached are left out."""
+    view = SCHEMAS["curves"].view(result)
+    if view.table("phases") is None:
         return []
-    table = result.tables["phases"]
-    names = table.column_names
-    column = next((c for c in names if c in ("end_epoch", "epoch")), None) or \
-        next((c for c in names if "start" in c or "end" in c), None)
-    label = next((c for c in names if c in ("phase", "name")), None)
-    if column is None:
-        return []
-    labels = list(table.columns[label]) if label else [""] * table.n_rows
     marks = []
-    for name, epoch in zip(labels, table.columns[column]):
+    for name, epoch in zip(view.column("phases", "phase"), view.column("phases", "end_epoch")):
         try:
             value = float(epoch)
         except (TypeError, ValueError):
@@ -148,7 +141,7 @@ class TrainingPane(StudyPane):
     def show(self, result: StudyResult) -> None:
         super().show(result)
         marks = phase_marks(result)
-        source = result.scalars.get("phases_source")  # progress measures, or the accuracy fallback
+        source = self.read(result).scalar("phases_source")  # progress measures, or the accuracy fallback
         self._phase_note = f"phase ends from {source}:" if source else "phase ends:"
         self._note = self._phase_note if marks else "no grokking phase reached yet"
         self.request_redraw()

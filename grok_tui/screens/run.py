@@ -1,84 +1,48 @@
 """The run explorer: one tab per study pane, the selected checkpoint, live training.
 
-State lives here: the run, its checkpoint epochs, the selected one. Every engine call runs
-in a thread worker and comes back as a message (grok_tui.messages):
-
-- studies: an exclusive worker builds (or reuses) the checkpoint's Context through a
-  ContextCache and runs the VISIBLE pane's study; other panes compute when shown;
-- training: a worker runs ``grok_engine.train_process`` in a child process (no GIL shared
-  with the UI) and posts its progress chunks and saved checkpoints back; ``s`` asks it to
-  stop;
-- export: a worker writes CSV through grok_engine.export.
-
-The engine (torch, transformer_lens) is imported inside the workers only.
+A thin adapter over :class:`grok_engine.session.RunSession`, which does the work (one
+context cache, studies on its engine thread with prefetch, the training child, export):
+keys become session calls; session events, posted from its threads as a SessionEvent,
+update the panes here on the UI thread. Each request and the training get a thread worker
+that only waits for them, so Textual knows the screen is busy (tests settle on it).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any
+from typing import Any, Callable
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Tab, Tabs
-from textual.worker import get_current_worker
 
-from grok_engine.paths import export_file, export_folder
-from grok_tui.messages import (CheckpointSaved, ExportDone, RunOpened, StudyFailed, StudyReady,
-                               TrainingFinished, TrainingProgress)
+from grok_engine.errors import GrokError
+from grok_engine.session import (CheckpointsChanged, Error, ResultReady, RunOpened, RunSession, TrainingEnded,
+                                 TrainingProgress, options_key)
+from grok_tui.messages import SessionEvent
 from grok_tui.panes.base import StudyPane
+from grok_tui.panes.registry import PaneTabs, pane_classes
 from grok_tui.panes.training import TrainingPane
-from grok_tui.screens.prompts import EpochsPrompt, ExportScreen, GotoEpochScreen
+from grok_tui.screens.prompts import EpochsPrompt, GotoEpochScreen
+from grok_tui.screens.run_export import ExportKeys
 from grok_tui.widgets.footer import Footer
 from grok_tui.widgets.status import StatusLine
 
-FOLLOW_INTERVAL_S = 0.5  # while training, the panes follow new checkpoints this often at most
+POLL_INTERVAL_S = 2.0  # not training here: look for checkpoints another process wrote
 
 
-def pane_classes() -> list[type[StudyPane]]:
-    """The Training pane, then the study panes of grok_tui.panes.registry (when present)."""
-    try:
-        from grok_tui.panes.registry import PANE_CLASSES
-    except ImportError:
-        PANE_CLASSES = []
-    return [TrainingPane, *[c for c in PANE_CLASSES if c.STUDY != TrainingPane.STUDY]]
-
-
-class PaneTabs(Tabs, can_focus=False):
-    """The pane tabs: clicked with the mouse, switched with the number keys; never focused,
-    so left/right stay the checkpoint keys."""
-
-
-def _options_key(options: dict[str, Any]) -> tuple:
-    return tuple(sorted((k, repr(v)) for k, v in options.items()))
-
-
-def _message(exc: BaseException) -> str:
-    """One line for the user: GrokError as is, anything else with its type."""
-    from grok_engine.errors import GrokError
-
-    if isinstance(exc, GrokError):
-        return str(exc)
-    if isinstance(exc, ImportError):
-        return f"not available in this build ({exc})"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}"[:200]
-
-
-class RunScreen(Screen):
+class RunScreen(ExportKeys, Screen):
     """Explore one run: panes, checkpoint navigation, training, export."""
 
     HELP_NAME = "Run"
     BINDINGS = [
-        Binding("left,h", "prev_checkpoint", "Prev ckpt"),
-        Binding("right,l", "next_checkpoint", "Next ckpt"),
-        Binding("left_square_bracket", "back_ten", "10 back", show=False),
-        Binding("right_square_bracket", "forward_ten", "10 forward", show=False),
-        Binding("home", "first_checkpoint", "First checkpoint", show=False),
-        Binding("end", "last_checkpoint", "Last checkpoint", show=False),
+        Binding("left,h", "step(-1)", "Prev ckpt"),
+        Binding("right,l", "step(1)", "Next ckpt"),
+        Binding("left_square_bracket", "step(-10)", "10 back", show=False),
+        Binding("right_square_bracket", "step(10)", "10 forward", show=False),
+        Binding("home", "select(0)", "First checkpoint", show=False),
+        Binding("end", "select(-1)", "Last checkpoint", show=False),
         Binding("g", "goto_epoch", "Go to epoch"),
         Binding("e", "export_pane", "Export"),
         Binding("E", "export_all", "Export all", show=False),
@@ -89,33 +53,23 @@ class RunScreen(Screen):
 
     def __init__(self, store: Any, run: Any, train: bool = False) -> None:
         super().__init__()
-        self.store = store
-        self.run = run
+        self.session = RunSession(store, run, lambda event: self.post_message(SessionEvent(event)))
         self.start_training_on_open = train
         self.epochs: list[int] = []
         self.index = -1
-        self.panes: dict[str, StudyPane] = {}
         self.shown: dict[str, tuple[int, tuple]] = {}  # study -> (epoch, options) on screen
         self.training = False
-        self._stop = threading.Event()
-        self._train_proc: Any = None  # the training process (subprocess.Popen) while it runs
-        self._engine_lock = threading.Lock()  # ContextCache and torch work, one at a time
-        self._contexts: Any = None
-        self._train_started = 0.0
-        self._follow_timer: Any = None
-        self._follow_pending = False
         self.following = True  # on the last checkpoint: follow the ones training adds
-        for pane_class in pane_classes():
-            pane = pane_class(id=f"pane-{pane_class.STUDY}")
+        self.panes: dict[str, StudyPane] = {c.STUDY: c(id=f"pane-{c.STUDY}") for c in pane_classes()}
+        for study, pane in self.panes.items():
             # The pane itself takes focus: its keys (v, ...) work, and arrows reach this
             # screen's checkpoint keys until the user tabs into a table or heatmap.
             pane.can_focus = True
-            self.panes[pane_class.STUDY] = pane
-        self.BINDINGS_PANES = [
-            Binding(p.KEY, f"show_pane('{s}')", p.TITLE, show=False) for s, p in self.panes.items()
-        ]
-        for binding in self.BINDINGS_PANES:
-            self._bindings.bind(binding.key, binding.action, binding.description, show=False)
+            self._bindings.bind(pane.KEY, f"show_pane('{study}')", pane.TITLE, show=False)
+
+    @property
+    def run(self) -> Any:
+        return self.session.run
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -130,12 +84,11 @@ class RunScreen(Screen):
         self.sub_title = self.run.id
         self.status.set_checkpoint(self.run.id, None, 0, 0, {}, "reading the run…")
         self.call_after_refresh(self.focus_pane)
+        self.set_interval(POLL_INTERVAL_S, lambda: None if self.training else self.session.poll())
         self.open_run()
 
     def on_unmount(self) -> None:
-        self._stop.set()  # the training process writes a checkpoint and exits
-        self._send_stop()
-        self._contexts = None  # the activation caches go now, whatever holds the screen
+        self.session.close()  # the training child writes a checkpoint and exits
 
     @property
     def status(self) -> StatusLine:
@@ -154,43 +107,56 @@ class RunScreen(Screen):
     def epoch(self) -> int | None:
         return self.epochs[self.index] if 0 <= self.index < len(self.epochs) else None
 
-    # -- opening -------------------------------------------------------------------------
+    def _wait(self, wait: Callable[[], Any], group: str) -> None:
+        """A thread worker that waits on the session: Textual sees the screen busy."""
+        self.run_worker(wait, thread=True, group=group, exit_on_error=False)
+
+    # -- session events ------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_run(self) -> None:
-        run = self.run
-        notice = None
-        try:
-            epochs = run.checkpoint_epochs()
-        except Exception as exc:  # noqa: BLE001 - shown, never a traceback
-            self.post_message(StudyFailed(TrainingPane.STUDY, -1, _message(exc)))
-            return
-        try:
-            metrics = run.metrics().truncate(epochs[-1] if epochs else 0)
-        except Exception as exc:  # noqa: BLE001 - bad metrics hide no checkpoint
-            from grok_engine.train import Metrics
+        self.session.open()
+        import grok_engine.context  # noqa: F401 - the slow import (torch), off the UI thread
 
-            metrics, notice = Metrics(), f"no training curves: {_message(exc)}"
-        try:
-            diverged = run.diverged()
-        except Exception as exc:  # noqa: BLE001 - an unreadable marker hides nothing else
-            diverged, notice = None, notice or _message(exc)
-        if diverged is not None:
-            notice = "; ".join(filter(None, [
-                f"diverged at epoch {diverged['epoch']} ({diverged['reason']}): checkpoints end at "
-                f"the last finite one", notice]))
-        self.post_message(RunOpened(run, epochs, metrics, notice))
-        from grok_engine.context import ContextCache  # the slow import, off the UI thread
+    def on_session_event(self, message: SessionEvent) -> None:
+        handlers = {RunOpened: self._run_opened, CheckpointsChanged: self._checkpoints_changed,
+                    ResultReady: self._result_ready, Error: self._error,
+                    TrainingProgress: self._training_progress, TrainingEnded: self._training_ended}
+        handlers.get(type(message.event), lambda event: None)(message.event)  # TrainingStarted: nothing to do
 
-        self._contexts = ContextCache(maxsize=4)
-
-    def on_run_opened(self, message: RunOpened) -> None:
-        if message.notice:
-            self.notify(message.notice, severity="warning", title=self.run.id, timeout=10)
-        self.epochs = list(message.epochs)
-        self.training_pane.set_metrics(message.metrics, self.run.config.train.epochs)
+    def _run_opened(self, event: RunOpened) -> None:
+        if event.notice:
+            self.notify(event.notice, severity="warning", title=self.run.id, timeout=10)
+        self.epochs = list(event.epochs)
+        self.training_pane.set_metrics(event.metrics, self.run.config.train.epochs)
         self.select(len(self.epochs) - 1)
         if self.start_training_on_open:
-            self.start_training()
+            self._start_training(self.session.start_training)
+
+    def _result_ready(self, event: ResultReady) -> None:
+        pane = self.panes.get(event.study)
+        if pane is None or event.epoch != self.epoch or options_key(event.options) != options_key(pane.options):
+            return  # a checkpoint (or options) the user has already left
+        self.shown[event.study] = (event.epoch, options_key(event.options))
+        if event.study == "progress":
+            # the curves study takes its phases from the progress cache this just filled:
+            # the Training pane recomputes them when next shown, so both panes agree
+            self.shown.pop("curves", None)
+        pane.show(event.result)
+        if pane is self.current_pane:
+            self.call_after_refresh(self.focus_pane)
+        for name, extra in event.extras.items():
+            pane.show_extra(name, extra)
+        for error in event.extra_errors:
+            pane.show_error(error)
+
+    def _error(self, event: Error) -> None:
+        if event.where != "study":  # the run itself could not be read
+            self.notify(event.message, severity="error", title=self.run.id)
+            return
+        pane = self.panes.get(event.study or "")
+        if pane is not None and event.epoch == self.epoch:
+            self.shown[pane.STUDY] = (event.epoch, options_key(pane.options))
+            pane.show_error(event.message)
 
     # -- checkpoint navigation -----------------------------------------------------------
     def select(self, index: int) -> None:
@@ -201,6 +167,7 @@ class RunScreen(Screen):
             return
         self.index = max(0, min(index, len(self.epochs) - 1))
         self.following = self.index == len(self.epochs) - 1  # new checkpoints: move along
+        self.session.select(self.epochs[self.index])
         self.training_pane.set_marker(self.epoch)
         for pane in self.panes.values():
             pane.set_selected_epoch(self.epoch)
@@ -213,23 +180,12 @@ class RunScreen(Screen):
         metrics = self.training_pane.metrics_at(epoch) if epoch is not None else {}
         self.status.set_checkpoint(self.run.id, epoch, self.index, len(self.epochs), metrics, state)
 
-    def action_prev_checkpoint(self) -> None:
-        self.select(self.index - 1)
+    def action_step(self, delta: int) -> None:
+        self.select(self.index + delta)
 
-    def action_next_checkpoint(self) -> None:
-        self.select(self.index + 1)
-
-    def action_back_ten(self) -> None:
-        self.select(self.index - 10)
-
-    def action_forward_ten(self) -> None:
-        self.select(self.index + 10)
-
-    def action_first_checkpoint(self) -> None:
-        self.select(0)
-
-    def action_last_checkpoint(self) -> None:
-        self.select(len(self.epochs) - 1)
+    def action_select(self, index: int) -> None:
+        """Checkpoint ``index``; negative counts from the last."""
+        self.select(index if index >= 0 else len(self.epochs) + index)
 
     def action_goto_epoch(self) -> None:
         if not self.epochs:
@@ -237,12 +193,11 @@ class RunScreen(Screen):
             return
 
         def go(epoch: int | None) -> None:
-            if epoch is None:
-                return
-            nearest = min(range(len(self.epochs)), key=lambda i: (abs(self.epochs[i] - epoch), i))
-            if self.epochs[nearest] != epoch:
-                self.notify(f"no checkpoint at epoch {epoch}: showing {self.epochs[nearest]}")
-            self.select(nearest)
+            if epoch is not None:
+                nearest = self.session.nearest(epoch)
+                if nearest != epoch:
+                    self.notify(f"no checkpoint at epoch {epoch}: showing {nearest}")
+                self.select(self.epochs.index(nearest))
 
         self.app.push_screen(GotoEpochScreen(self.epochs, self.epoch or 0), go)
 
@@ -258,8 +213,7 @@ class RunScreen(Screen):
     def focus_pane(self) -> None:
         """Focus the visible pane unless focus is already inside it (a loading pane cannot
         take focus; it is focused again when its result arrives)."""
-        pane = self.current_pane
-        focused = self.focused
+        pane, focused = self.current_pane, self.focused
         if focused is None or (focused is not pane and pane not in focused.ancestors):
             pane.focus()
 
@@ -270,15 +224,13 @@ class RunScreen(Screen):
             self.action_show_pane(study)
 
     def refresh_pane(self, pane: StudyPane) -> None:
-        """Compute ``pane``'s study for the selected checkpoint unless it already shows it."""
+        """Request ``pane``'s study for the selected checkpoint unless it already shows it."""
         epoch = self.epoch
-        if epoch is None:
-            return
-        want = (epoch, _options_key(pane.options))
-        if self.shown.get(pane.STUDY) == want:
+        if epoch is None or self.shown.get(pane.STUDY) == (epoch, options_key(pane.options)):
             return
         pane.show_loading(epoch)
-        self.compute_study(pane.STUDY, epoch, dict(pane.options), tuple(pane.EXTRA_STUDIES))
+        request = self.session.request(pane.STUDY, dict(pane.options), epoch=epoch, extras=pane.EXTRA_STUDIES)
+        self._wait(request.wait, "study")
 
     def on_study_pane_options_changed(self, message: StudyPane.OptionsChanged) -> None:
         message.stop()
@@ -286,89 +238,29 @@ class RunScreen(Screen):
         if message.pane is self.current_pane:
             self.refresh_pane(message.pane)
 
-    @work(thread=True, exclusive=True, group="study", exit_on_error=False)
-    def compute_study(self, study: str, epoch: int, options: dict[str, Any],
-                      extra_studies: tuple[str, ...] = ()) -> None:
-        """``study`` with ``options`` and the pane's extra studies (default options)."""
-        worker = get_current_worker()
-        extras: dict[str, Any] = {}
-        extra_errors: list[str] = []
-        with self._engine_lock:
-            if worker.is_cancelled:  # a newer request replaced this one
-                return
-            try:
-                from grok_engine import runtime
-                from grok_engine.studies import run_study
-
-                runtime.study_threads(self.training)  # a core left to a training child
-                ctx = self._checkpoint_context(epoch)
-                if worker.is_cancelled:
-                    return
-                result = run_study(study, ctx, **options)
-            except Exception as exc:  # noqa: BLE001 - shown in the pane, never a traceback
-                self.post_message(StudyFailed(study, epoch, _message(exc)))
-                return
-            for name in extra_studies:
-                try:
-                    extras[name] = run_study(name, ctx)
-                except Exception as exc:  # noqa: BLE001
-                    extra_errors.append(f"{name}: {_message(exc)}")
-        self.post_message(StudyReady(study, epoch, options, result, extras, extra_errors))
-
-    def _checkpoint_context(self, epoch: int) -> Any:
-        """The Context of ``epoch`` (caller holds the engine lock; worker thread only)."""
-        if self._contexts is None:
-            from grok_engine.context import ContextCache
-
-            self._contexts = ContextCache(maxsize=4)
-        return self._contexts.get(self.run, epoch)
-
-    def on_study_ready(self, message: StudyReady) -> None:
-        pane = self.panes.get(message.study)
-        if pane is None or message.epoch != self.epoch:
-            return  # a checkpoint the user has already left
-        if _options_key(message.options) != _options_key(pane.options):
-            return
-        self.shown[message.study] = (message.epoch, _options_key(message.options))
-        if message.study == "progress":
-            # the curves study takes its phases from the progress cache this just filled:
-            # the Training pane recomputes them when next shown, so both panes agree
-            self.shown.pop("curves", None)
-        pane.show(message.result)
-        if pane is self.current_pane:
-            self.call_after_refresh(self.focus_pane)
-        for name, extra in message.extras.items():
-            pane.show_extra(name, extra)
-        for error in message.extra_errors:
-            pane.show_error(error)
-
-    def on_study_failed(self, message: StudyFailed) -> None:
-        pane = self.panes.get(message.study)
-        if message.epoch == -1:  # the run itself could not be read
-            self.notify(message.message, severity="error", title=self.run.id)
-            return
-        if pane is not None and message.epoch == self.epoch:
-            self.shown[message.study] = (message.epoch, _options_key(pane.options))
-            pane.show_error(message.message)
-
     # -- training ------------------------------------------------------------------------
+    def _warn(self, call: Callable[[], Any]) -> bool:
+        """``call()``; a GrokError it raises (not training, already training) is a warning."""
+        try:
+            call()
+        except GrokError as exc:
+            self.notify(str(exc), severity="warning")
+            return False
+        return True
+
+    def _start_training(self, start: Callable[[], Any], until_epoch: int | None = None) -> None:
+        if self._warn(start):
+            self.training = True
+            self.training_pane.set_training(True, until_epoch or self.run.config.train.epochs)
+            self._update_status()
+            self._wait(self.session.wait_training, "train")
+
     def action_stop_training(self) -> None:
-        if not self.training:
-            self.notify("not training", severity="warning")
-            return
-        self._stop.set()
-        self._send_stop()
-        self.notify("stopping: writing a checkpoint")
+        if self._warn(self.session.stop_training):
+            self.notify("stopping: writing a checkpoint")
 
     def action_resume_training(self) -> None:
-        if self.training:
-            self.notify("already training", severity="warning")
-            return
-        done = self.epochs[-1] if self.epochs else 0
-        if done >= self.run.config.train.epochs:
-            self.notify(f"run is complete ({done} epochs): c trains more", severity="warning")
-            return
-        self.start_training()
+        self._start_training(self.session.resume)
 
     def action_continue_training(self) -> None:
         if self.training:
@@ -378,193 +270,29 @@ class RunScreen(Screen):
 
         def go(extra: int | None) -> None:
             if extra:
-                self.start_training(until_epoch=done + extra)
+                self._start_training(lambda: self.session.extend(extra), done + extra)
 
         self.app.push_screen(EpochsPrompt(done), go)
 
-    def start_training(self, until_epoch: int | None = None) -> None:
-        self.training = True
-        self._stop.clear()
-        self._train_started = time.monotonic()
-        self.training_pane.set_training(True, until_epoch or self.run.config.train.epochs)
-        self._update_status()
-        self.train(until_epoch)
+    def _training_progress(self, event: TrainingProgress) -> None:
+        self.training_pane.append_metrics(event.chunk)
+        self.training_pane.set_training(self.training, event.target_epoch, event.eta_s)
 
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def train(self, until_epoch: int | None) -> None:
-        """Train in a child process (``grok_engine.train_process``) and relay its JSON lines
-        as messages. A process, not this thread: training holds the GIL about half the
-        time, which made every render and key press of the app twice as slow. The child
-        persists every checkpoint before reporting it; ``s`` (or the app leaving) writes
-        "stop" to its stdin (or closes it) and it stops after a checkpoint."""
-        import json
-        import subprocess
-        import sys
-        import tempfile
-
-        import numpy as np
-
-        from grok_engine.train import Metrics
-
-        run, epoch, start, error = self.run, 0, 0, None
-        try:
-            if until_epoch is not None and until_epoch > run.config.train.epochs:
-                run = self.store.extend_epochs(run, until_epoch)  # a change of plan, recorded
-                self.run = run
-            cmd = [sys.executable, "-m", "grok_engine.train_process", str(self.store.root.resolve()), run.id]
-            if until_epoch is not None:
-                cmd += ["--until-epoch", str(until_epoch)]
-            # stderr to a file, never the terminal the app draws on; its last line names a
-            # crash that the process could not report itself (killed, failed to start).
-            stderr = tempfile.TemporaryFile("w+")
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                                    text=True, bufsize=1)
-        except Exception as exc:  # noqa: BLE001 - reported in the app, never a traceback
-            self.post_message(TrainingFinished(epoch, self._stop.is_set(), _message(exc)))
-            return
-        self._train_proc = proc
-        if self._stop.is_set():  # stopped before the process existed
-            self._send_stop()
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-                kind = msg["event"]
-            except (ValueError, TypeError, KeyError):  # not ours: a library printed something
-                continue
-            epoch = msg.get("epoch", epoch)
-            if kind == "started":
-                start = epoch
-            elif kind == "checkpoint":
-                self.post_message(CheckpointSaved(epoch))
-            elif kind == "progress":
-                chunk = Metrics(**{k: np.asarray(v) for k, v in msg["metrics"].items()})
-                self.post_message(TrainingProgress(chunk, epoch, msg["target"], msg["elapsed_s"], start))
-            elif kind == "error":
-                error = msg["message"]
-        proc.wait()
-        self._train_proc = None
-        if error is None and proc.returncode != 0:
-            stderr.seek(0)
-            last = (stderr.read().strip().splitlines() or [""])[-1]
-            error = f"the training process exited with code {proc.returncode}" + (f": {last}" if last else "")
-        stderr.close()
-        self.post_message(TrainingFinished(epoch, self._stop.is_set(), error))
-
-    def _send_stop(self) -> None:
-        """Ask the training process to stop (it writes a checkpoint first)."""
-        proc = self._train_proc
-        if proc is None or proc.stdin is None:
-            return
-        try:
-            proc.stdin.write("stop\n")
-            proc.stdin.close()
-        except (OSError, ValueError):  # it has already exited
-            pass
-
-    def on_training_progress(self, message: TrainingProgress) -> None:
-        self.training_pane.append_metrics(message.chunk)
-        done = message.epoch - message.start_epoch
-        eta = (message.elapsed_s / done * (message.target_epoch - message.epoch)) if done > 0 else None
-        self.training_pane.set_training(self.training, message.target_epoch, eta)
-
-    def on_checkpoint_saved(self, message: CheckpointSaved) -> None:
-        if message.epoch not in self.epochs:
-            self.epochs.append(message.epoch)
-            self.epochs.sort()
-        if not self.following:
-            self._update_status()
-        elif not self.training or self._follow_timer is None:
-            # Checkpoints can arrive many times a second; the panes follow at most
-            # FOLLOW_INTERVAL_S apart so the UI thread stays free for keys.
-            self.select(self.epochs.index(message.epoch))
-            if self.training:
-                self._follow_timer = self.set_timer(FOLLOW_INTERVAL_S, self._follow_latest)
+    def _checkpoints_changed(self, event: CheckpointsChanged) -> None:
+        """New checkpoints (the session sends them a few times a second at most)."""
+        self.epochs = list(event.epochs)
+        if self.following:
+            self.select(len(self.epochs) - 1)
         else:
-            self._follow_pending = True
+            self._update_status()
 
-    def _follow_latest(self) -> None:
-        self._follow_timer = None
-        if self._follow_pending:
-            self._follow_pending = False
-            if self.following:
-                self.select(len(self.epochs) - 1)
-
-    def on_training_finished(self, message: TrainingFinished) -> None:
+    def _training_ended(self, event: TrainingEnded) -> None:
         self.training = False
-        if self._follow_pending or self._follow_timer is not None:
-            if self._follow_timer is not None:
-                self._follow_timer.stop()
-            self._follow_timer = None
-            self._follow_pending = False
-            if self.following:
-                self.select(len(self.epochs) - 1)
         self.training_pane.set_training(False, self.run.config.train.epochs)
         self._update_status()
-        if message.error:
-            self.notify(message.error, severity="error", title="training failed")
-        elif message.stopped:
-            self.notify(f"stopped at epoch {message.epoch}; r resumes")
+        if event.error:
+            self.notify(event.error, severity="error", title="training failed")
+        elif event.stopped:
+            self.notify(f"stopped at epoch {event.epoch}; r resumes")
         else:
-            self.notify(f"training done at epoch {message.epoch}")
-
-    # -- export --------------------------------------------------------------------------
-    def action_export_pane(self) -> None:
-        pane, epoch = self.current_pane, self.epoch
-        target = pane.export_target()
-        if target is None or epoch is None:
-            self.notify(f"{pane.TITLE}: nothing to export yet", severity="warning")
-            return
-        from grok_engine.export import export_file_name
-
-        proposal = export_file(self.run.id, export_file_name(pane.STUDY, target, epoch))
-
-        def go(path: str | None) -> None:
-            if path:
-                self.write_export(target, path)
-
-        self.app.push_screen(ExportScreen(f"Export {target.name} to CSV", str(proposal),
-                                          "Enter writes, Esc cancels"), go)
-
-    def action_export_all(self) -> None:
-        epoch = self.epoch
-        if epoch is None:
-            self.notify("no checkpoints yet", severity="warning")
-            return
-        proposal = export_folder(self.run.id, epoch)
-
-        def go(folder: str | None) -> None:
-            if folder:
-                self.export_checkpoint(epoch, folder)
-
-        self.app.push_screen(ExportScreen(f"Export every study at epoch {epoch}", str(proposal),
-                                          "a folder; Enter writes, Esc cancels"), go)
-
-    @work(thread=True, group="export", exit_on_error=False)
-    def write_export(self, target: Any, path: str) -> None:
-        from grok_engine.export import write_csv
-
-        try:
-            self.post_message(ExportDone([write_csv(target, path)]))
-        except Exception as exc:  # noqa: BLE001
-            self.post_message(ExportDone([], _message(exc)))
-
-    @work(thread=True, group="export", exit_on_error=False)
-    def export_checkpoint(self, epoch: int, folder: str) -> None:
-        from grok_engine.export import export_all
-
-        try:
-            with self._engine_lock:
-                paths = export_all(self._checkpoint_context(epoch), folder)
-            self.post_message(ExportDone(paths))
-        except Exception as exc:  # noqa: BLE001
-            self.post_message(ExportDone([], _message(exc)))
-
-    def on_export_done(self, message: ExportDone) -> None:
-        if message.error:
-            self.notify(message.error, severity="error", title="export failed")
-        elif len(message.paths) == 1:
-            self.notify(f"wrote {message.paths[0]}", title="export")
-        else:
-            folder = message.paths[0].parent if message.paths else "?"
-            self.notify(f"wrote {len(message.paths)} files in {folder}", title="export")
+            self.notify(f"training done at epoch {event.epoch}")
