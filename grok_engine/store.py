@@ -277,7 +277,8 @@ class Run:
             raise GrokError(f"{config_path} is not valid JSON ({_first_line(exc)})") from None
         if not isinstance(raw, dict):
             raise GrokError(f"{config_path} holds a {type(raw).__name__}, not a run's config")
-        self.info = {k: raw.pop(k) for k in ("id", "created", "source") if k in raw}
+        # "sweep": {"id", "values"} on a sweep member (the sweep contract)
+        self.info = {k: raw.pop(k) for k in ("id", "created", "source", "sweep") if k in raw}
         try:
             self.config = RunConfig.from_dict(raw)
         except GrokError as exc:
