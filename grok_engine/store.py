@@ -56,6 +56,9 @@ CHECKPOINT_RE = re.compile(r"^epoch_(\d+)\.safetensors$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DIVERGED_NAME = "diverged.json"
 
+# config.json keys beside the RunConfig sections: who made the run (a sweep member also
+# has "sweep": {"id": sweep id, "values": {flag: value}})
+INFO_KEYS = ("id", "created", "source", "sweep")
 RUN_ID_MAX = 100  # characters; a folder name must stay under NAME_MAX (255 bytes) with room
 
 
@@ -277,8 +280,7 @@ class Run:
             raise GrokError(f"{config_path} is not valid JSON ({_first_line(exc)})") from None
         if not isinstance(raw, dict):
             raise GrokError(f"{config_path} holds a {type(raw).__name__}, not a run's config")
-        # "sweep": {"id", "values"} on a sweep member (the sweep contract)
-        self.info = {k: raw.pop(k) for k in ("id", "created", "source", "sweep") if k in raw}
+        self.info = {k: raw.pop(k) for k in INFO_KEYS if k in raw}
         try:
             self.config = RunConfig.from_dict(raw)
         except GrokError as exc:
@@ -688,8 +690,13 @@ class RunStore:
         return run_id
 
     def create(self, config: RunConfig, run_id: str | None = None, source: str = "train",
-               split: tuple[torch.Tensor, torch.Tensor] | None = None) -> Run:
-        """A new run folder with its config and split (the config's split by default)."""
+               split: tuple[torch.Tensor, torch.Tensor] | None = None,
+               extra_info: dict[str, Any] | None = None) -> Run:
+        """A new run folder with its config and split (the config's split by default);
+        ``extra_info``: more keys for config.json (of INFO_KEYS: a sweep member's "sweep")."""
+        unknown = set(extra_info or ()) - set(INFO_KEYS)
+        if unknown:
+            raise ValueError(f"config.json info keys {sorted(unknown)} are not in INFO_KEYS")
         run_id = run_id or self.new_id(config)
         check_run_id(run_id)
         path = self.root / run_id
@@ -704,7 +711,7 @@ class RunStore:
         except OSError as exc:
             raise os_error(f"cannot create the run folder {path}", exc) from None
         info: dict[str, Any] = {"id": run_id, "created": _dt.datetime.now().isoformat(timespec="seconds"),
-                                "source": source}
+                                "source": source, **(extra_info or {})}
         try:
             atomic_save_tensors(path / "split.safetensors",
                                 {"train_indices": split[0].long(), "test_indices": split[1].long()})
