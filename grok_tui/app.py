@@ -25,7 +25,7 @@ from grok_tui.commands import GrokCommands
 from grok_tui.messages import EngineFailed, EngineLoaded, EngineWarm
 from grok_tui.screens.help import HelpScreen, binding_rows, collect_sections
 from grok_tui.screens.new_run import NewRunRequest, NewRunScreen
-from grok_tui.screens.run_picker import NEW_RUN, RunPickerScreen
+from grok_tui.screens.run_picker import NEW_RUN, CompareRuns, OpenSweep, RunPickerScreen, picker_rows
 from grok_tui.widgets.footer import Footer
 
 RUNS_DIR_ENV = "GROK_TUI_RUNS_DIR"  # same variable as grok_engine.store (not imported here)
@@ -104,7 +104,7 @@ class GrokApp(App):
             if self.run_id:
                 self.post_message(EngineLoaded(store, store.open(self.run_id), []))
             else:
-                self.post_message(EngineLoaded(store, None, store.summaries()))
+                self.post_message(EngineLoaded(store, None, picker_rows(store)))
         except Exception as exc:  # noqa: BLE001 - one line, never a traceback
             self.post_message(EngineFailed(str(exc) or type(exc).__name__))
             return
@@ -143,11 +143,37 @@ class GrokApp(App):
         if replaced:  # the old screen may have been frozen: let the collector have it
             self.set_timer(1.0, heap.refreeze)
 
-    def _picked(self, run_id: str | None) -> None:
+    def _picked(self, run_id: str | OpenSweep | CompareRuns | None) -> None:
         if run_id == NEW_RUN:
             self.action_new_run()
+        elif isinstance(run_id, OpenSweep):
+            self.show_sweep(run_id.sweep_id)
+        elif isinstance(run_id, CompareRuns):
+            self.show_compare(list(run_id.run_ids))
         elif run_id:
             self.open_run_id(run_id)
+
+    def shown_run_id(self) -> str | None:
+        """The id of the run the top run screen shows, if any (the picker's cursor starts there)."""
+        from grok_tui.screens.run import RunScreen
+
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, RunScreen):
+                return screen.run.id
+        return None
+
+    def show_sweep(self, sweep_id: str) -> None:
+        """Replace whatever is shown by the sweep screen of ``sweep_id``."""
+        from grok_tui.screens.sweep import SweepScreen
+
+        self._clear_screens()
+        self.push_screen(SweepScreen(self.store, sweep_id))
+
+    def show_compare(self, run_ids: list[str]) -> None:
+        """Push the comparison of ``run_ids`` (Escape comes back)."""
+        from grok_tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(self.store, run_ids))
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def open_run_id(self, run_id: str) -> None:
@@ -186,12 +212,14 @@ class GrokApp(App):
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def list_runs(self) -> None:
         try:
-            summaries = self.store.summaries()
+            rows = picker_rows(self.store)
         except Exception as exc:  # noqa: BLE001 - the runs folder itself cannot be read
             self.post_message(EngineFailed(str(exc) or type(exc).__name__))
             return
-        self.call_from_thread(self.push_screen,
-                              RunPickerScreen(summaries, str(self.runs_dir)), self._picked)
+        self.call_from_thread(self._push_picker, rows)
+
+    def _push_picker(self, rows: list[Any]) -> None:
+        self.push_screen(RunPickerScreen(rows, str(self.runs_dir), current=self.shown_run_id()), self._picked)
 
     def action_new_run(self) -> None:
         if self.store is None:
