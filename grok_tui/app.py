@@ -65,9 +65,13 @@ class GrokApp(App):
     ]
 
     def __init__(self, run_id: str | None = None, runs_dir: str | os.PathLike | None = None,
-                 train: bool = False) -> None:
+                 train: bool = False, compare: list[str] | None = None, sweep_id: str | None = None) -> None:
+        """``compare``: run ids to open the comparison screen with; ``sweep_id``: a sweep to
+        open the sweep screen of (instead of a run or the picker)."""
         super().__init__()
         self.run_id = run_id
+        self.compare_ids = list(compare or [])
+        self.sweep_id = sweep_id
         self.runs_dir = resolve_runs_dir(str(runs_dir) if runs_dir is not None else None)
         self.train_on_open = train
         self.store: Any = None
@@ -101,7 +105,9 @@ class GrokApp(App):
             from grok_engine.store import RunStore  # torch
 
             store = RunStore(self.runs_dir)
-            if self.run_id:
+            if self.compare_ids or self.sweep_id:
+                self.post_message(EngineLoaded(store, None, []))
+            elif self.run_id:
                 self.post_message(EngineLoaded(store, store.open(self.run_id), []))
             else:
                 self.post_message(EngineLoaded(store, None, picker_rows(store)))
@@ -116,7 +122,11 @@ class GrokApp(App):
         self.query_one("#boot-text", Static).update(
             Content(f"grok-tui — runs in {self.runs_dir}  ·  o: runs  ·  n: new run  ·  q: quit"))
         self.query_one("#boot-spinner").display = False
-        if message.run is not None:
+        if self.compare_ids:
+            self.show_compare(self.compare_ids)
+        elif self.sweep_id:
+            self.show_sweep(self.sweep_id)
+        elif message.run is not None:
             self.show_run(message.run, train=self.train_on_open)
         elif message.summaries:
             self.push_screen(RunPickerScreen(message.summaries, str(self.runs_dir)), self._picked)
@@ -256,9 +266,20 @@ def _run_ids(root: Path) -> list[str]:
         return []
 
 
+def sweep_exists(runs_dir: Path, sweep_id: str) -> bool:
+    """Cheap check (no torch): the folder has a sweep.json (grok_engine.sweep.store.SWEEP_FILE)."""
+    if not sweep_id or "/" in sweep_id or sweep_id in (".", ".."):
+        return False
+    return (runs_dir / sweep_id / "sweep.json").is_file()
+
+
 def run_app(run_id: str | None, runs_dir: str | None) -> int:
-    """Run the app; an unknown RUN is refused with one line and exit code 2 before it starts."""
+    """Run the app on a run or a sweep (RUN may name either); an unknown one is refused
+    with one line and exit code 2 before it starts."""
     root = resolve_runs_dir(runs_dir)
+    if run_id is not None and not run_exists(root, run_id) and sweep_exists(root, run_id):
+        GrokApp(None, root, sweep_id=run_id).run()
+        return 0
     if run_id is not None and not run_exists(root, run_id):
         have = _run_ids(root)
         shown = ", ".join(have[:10]) + (" ..." if len(have) > 10 else "")

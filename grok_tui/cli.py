@@ -302,7 +302,16 @@ def cmd_app(argv: Sequence[str]) -> int:
     return run_app(args.run, args.runs_dir)
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "import": cmd_import, "export": cmd_export}
+def cmd_compare(argv: Sequence[str]) -> int:
+    from grok_tui import compare_cmd
+
+    parser = Parser(prog="grok-tui compare", description="Compare 2-8 runs side by side.")
+    compare_cmd.add_arguments(parser)
+    return compare_cmd.main(parser.parse_args(argv))
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "import": cmd_import, "export": cmd_export,
+            "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
