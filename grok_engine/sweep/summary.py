@@ -160,3 +160,20 @@ def differing_flags(figures: Sequence[RunFigures]) -> list[str]:
 
 def _key(value: Any) -> Any:
     return "nan" if isinstance(value, float) and math.isnan(value) else repr(value)
+
+
+def sweep_figures(store: Any, sweep: Any, compute: bool) -> list[Any]:
+    """RunFigures of every member of ``sweep`` (a grok_engine.sweep.store.Sweep; ``store``
+    its RunStore), in members order (a member without a run folder yet:
+    its grid values and status "not started")."""
+    out = []
+    for member in sweep.members:
+        try:
+            fig = run_figures(store.open(member["run_id"]), compute=compute)
+        except GrokError as exc:
+            missing = not (store.root / member["run_id"]).exists()
+            fig = RunFigures(member["run_id"], sweep.id, status="not started" if missing else "unreadable",
+                             error=None if missing else str(exc))
+        fig.values = dict(member["values"])
+        out.append(fig)
+    return out

@@ -161,25 +161,6 @@ class SweepExported(Message):
         self.error = error
 
 
-def read_members(store: Any, sweep: Any, compute: bool) -> list[Any]:
-    """RunFigures of every member, in members order (a member without a run folder yet:
-    its grid values and status "not started")."""
-    from grok_engine.errors import GrokError
-    from grok_engine.sweep.summary import RunFigures, run_figures
-
-    out = []
-    for member in sweep.members:
-        try:
-            fig = run_figures(store.open(member["run_id"]), compute=compute)
-        except GrokError as exc:
-            missing = not (store.root / member["run_id"]).exists()
-            fig = RunFigures(member["run_id"], sweep.id, status="not started" if missing else "unreadable",
-                             error=None if missing else str(exc))
-        fig.values = dict(member["values"])
-        out.append(fig)
-    return out
-
-
 class MemberRunScreen:
     """Made on first use: RunScreen with Escape back to the sweep (run.py is not touched)."""
 
@@ -252,14 +233,15 @@ class SweepScreen(Screen):
     @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
     def load(self) -> None:
         from grok_engine.sweep.store import SweepStore
+        from grok_engine.sweep.summary import sweep_figures
 
         try:
             self.sweep = SweepStore(self.store.root).open(self.sweep_id)
-            figures = read_members(self.store, self.sweep, compute=False)
+            figures = sweep_figures(self.store, self.sweep, compute=False)
             self.post_message(MembersRead(figures, final=False))
             missing = [f for f in figures if math.isnan(f.weight_norm) and f.epochs_done > 0]
             if missing:
-                figures = read_members(self.store, self.sweep, compute=True)
+                figures = sweep_figures(self.store, self.sweep, compute=True)
             self.post_message(MembersRead(figures, final=True))
         except Exception as exc:  # noqa: BLE001 - one line, the screen stays
             self.post_message(MembersRead([], True, str(exc) or type(exc).__name__))
