@@ -227,8 +227,10 @@ class RunPickerScreen(Screen):
     # -- the rows shown ----------------------------------------------------------------
     def shown_rows(self) -> list[PickerRow]:
         rows = [r for r in self.rows if matches(r, self.query_text)] if self.query_text.strip() else list(self.rows)
-        if self.sort_column is not None:
-            rows.sort(key=lambda r: sort_key(r, self.sort_column), reverse=self.reverse)
+        if self.sort_column is not None:  # blanks last either way
+            keyed = [(sort_key(r, self.sort_column), r) for r in rows]
+            filled = sorted((kr for kr in keyed if kr[0][0] < 2), key=lambda kr: kr[0], reverse=self.reverse)
+            rows = [r for _k, r in filled] + [r for k, r in keyed if k[0] == 2]
         return rows
 
     def fill(self) -> None:
