@@ -249,10 +249,15 @@ class CompareScreen(Screen):
                 colour = run_colour(i) if split == "test" else dim(run_colour(i))
                 series.append(Series(f"{r.run_id} {split}", sx.tolist(), sy.tolist(), colour))
         plot.run_legend = self.legend()
+        xlim = self._xlim()
         if self.curve_kind == "loss":
-            plot.set_data(series, title="loss, test (train dimmer), log scale", xlabel="epoch", log_y=True)
+            plot.set_data(series, title="loss (log); train dimmer", xlabel="epoch", log_y=True, xlim=xlim)
         else:
-            plot.set_data(series, title="accuracy, test (train dimmer)", xlabel="epoch", ylim=(0, 1))
+            plot.set_data(series, title="accuracy; train dimmer", xlabel="epoch", ylim=(0, 1), xlim=xlim)
+
+    def _xlim(self) -> tuple[float, float]:
+        last = [float(r.metrics["epoch"][-1]) for r in self.runs if len(r.metrics["epoch"])]
+        return (0, max(last, default=1.0))
 
     def _draw_progress(self) -> None:
         plot = self.query_one("#compare-progress", ComparePlot)
@@ -265,8 +270,8 @@ class CompareScreen(Screen):
             series.append(Series(r.run_id, sx.tolist(), sy.tolist(), run_colour(i)))
         plot.run_legend = self.legend()
         log = self.measure in LOG_MEASURES
-        plot.set_data(series, title=f"{self.measure}{' (log scale)' if log else ''}  ·  m next",
-                      xlabel="epoch", log_y=log)
+        plot.set_data(series, title=f"{self.measure.replace('_', ' ')}{' (log)' if log else ''}",
+                      xlabel="epoch", log_y=log, xlim=self._xlim())
 
     # -- actions -------------------------------------------------------------------------
     def action_toggle_curves(self) -> None:
@@ -284,9 +289,8 @@ class CompareScreen(Screen):
         """None -> the first run -> the next ... -> the last -> None."""
         order = [None, *self.run_ids]
         self.baseline = order[(order.index(self.baseline) + 1) % len(order)]
-        if self.runs:
+        if self.runs:  # the title line names the baseline
             self.redraw()
-        self.notify(f"baseline {self.baseline}" if self.baseline else "no baseline")
 
     def action_export(self) -> None:
         if not self.runs:

@@ -34,8 +34,9 @@ from grok_tui.widgets.footer import Footer
 NEW_RUN = "\0new"  # returned by dismiss when the user asks for the new-run form
 MARK = "●"
 COMPARE_MIN, COMPARE_MAX = 2, 8
-COLUMNS = ("", "run", "task", "p", "epochs", "train acc", "test acc", "grokked at", "lr",
-           "wd", "frac", "grokfast", "sweep")
+# the hyperparameters before the accuracies: at 80 columns they are what tells runs apart
+COLUMNS = ("", "run", "task", "p", "epochs", "lr", "wd", "frac", "grokfast", "sweep", "train acc",
+           "test acc", "grokked at")
 GRID = "grid"  # a sweep's cell for a flag that is one of its axes
 
 
@@ -140,10 +141,12 @@ def row_cells(s: Any) -> list[str]:
 def picker_cells(row: PickerRow) -> list[str]:
     """Every cell of a row but the mark, in COLUMNS order."""
     if row.kind == "sweep":
-        head = [row.id, row.task, str(row.p), f"sweep {row.members_done}/{row.members} done", "-", "-", "-"]
+        head = [row.id, row.task, str(row.p), f"{row.members_done}/{row.members} done", "-", "-", "-"]
+        sweep = "(sweep)"
     else:
         head = row_cells(row.summary)
-    return head + [_param_cell(row.params.get(k)) for k in PARAMS] + [row.sweep_id or ("-" if row.kind == "run" else "")]
+        sweep = row.sweep_id or "-"
+    return head[:4] + [_param_cell(row.params.get(k)) for k in PARAMS] + [sweep] + head[4:]
 
 
 def sort_key(row: PickerRow, column: int) -> tuple[int, Any]:

@@ -44,10 +44,10 @@ async def test_picker_shows_hyperparameters_and_sweeps(sweep_runs):
         table = app.screen.query_one("#runs-table")
         assert table.row_count == 14  # the sweep, its 12 members, tiny
         sweep = cells(table, 0)
-        assert sweep[1] == "tsw" and sweep[4] == "sweep 12/12 done"
-        assert sweep[8:12] == ["grid", "grid", "grid", "off"]  # lr, wd, frac are axes
+        assert sweep[1] == "tsw" and sweep[4] == "12/12 done" and sweep[9] == "(sweep)"
+        assert sweep[5:9] == ["grid", "grid", "grid", "off"]  # lr, wd, frac are axes
         member = cells(table, shown_ids(table).index("tsw-010"))
-        assert member[8:] == ["0.01", "4", "0.8", "off", "tsw"]
+        assert member[5:10] == ["0.01", "4", "0.8", "off", "tsw"]
 
 
 async def test_picker_filters_as_you_type_and_sorts(sweep_runs):
@@ -62,12 +62,12 @@ async def test_picker_filters_as_you_type_and_sorts(sweep_runs):
         assert shown_ids(table) == ["tsw-002", "tsw-005"]
         await pilot.press("escape")  # clears the filter, back on the table
         assert table.row_count == 14 and table.has_focus
-        for _ in range(6):  # run, task, p, epochs, train acc, test acc
+        for _ in range(11):  # run, task, p, epochs, lr, wd, frac, grokfast, sweep, train acc, test acc
             await pilot.press("S")
-        assert screen.sort_column == 6
+        assert screen.sort_column == 11
         await pilot.press("R")  # highest test accuracy first
         assert shown_ids(table)[0] == "tsw-010"
-        assert "test acc▼" in str(table.columns[list(table.columns)[6]].label)
+        assert "test acc▼" in str(table.columns[list(table.columns)[11]].label)
 
 
 async def test_picker_marks_runs_and_opens_the_comparison(sweep_runs):
