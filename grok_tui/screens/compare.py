@@ -20,6 +20,7 @@ never markup.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,7 +38,7 @@ from textual.widgets import Static
 from grok_engine.results import Table
 from grok_tui.screens.prompts import ExportScreen
 from grok_tui.widgets.footer import Footer
-from grok_tui.widgets.plots import COLOURS, RGB, LinePlot, Series
+from grok_tui.widgets.plots import COLOURS, RGB, LinePlot, Series, legend_lines, log_ticks
 from grok_tui.widgets.result_table import ResultTable
 
 EXPORTS_DIR = Path("exports")
@@ -157,7 +158,10 @@ def curves_table(runs: Sequence[ComparedRun]) -> Table:
 
 
 class ComparePlot(LinePlot):
-    """A LinePlot whose legend names each run once (in its colour), not each curve."""
+    """A LinePlot whose legend names each run once (in its colour), not each curve, and
+    whose log axis has no more ticks than its rows can show apart."""
+
+    FRAME_ROWS = 5  # title, top and bottom border, tick labels, axis label
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -165,6 +169,21 @@ class ComparePlot(LinePlot):
 
     def legend_items(self) -> list[tuple[str, str, RGB]]:
         return list(self.run_legend)
+
+    def log_axis(self, series: Sequence[Series]) -> dict[str, Any]:
+        """ylim and yticks of a log axis over ``series``: log_ticks' decades, thinned to at
+        most one tick per two rows (plotext shows one of two ticks that share a row, which
+        one varies from process to process)."""
+        logs = [math.log10(v) for s in series for v in s.y if v > 0 and math.isfinite(v)]
+        if not logs:
+            return {}
+        positions, labels, limits = log_ticks(min(logs), max(logs))
+        legend = len(legend_lines(self.run_legend, max(self.size.width, 1)))
+        rows = max(self.size.height - legend - self.FRAME_ROWS, 2)
+        keep = max(2, (rows + 1) // 2)
+        step = max(1, math.ceil((len(positions) - 1) / (keep - 1)))
+        chosen = sorted(set(range(0, len(positions), step)) | {len(positions) - 1})
+        return {"ylim": limits, "yticks": ([positions[i] for i in chosen], [labels[i] for i in chosen])}
 
 
 class CompareScreen(Screen):
@@ -251,7 +270,8 @@ class CompareScreen(Screen):
         plot.run_legend = self.legend()
         xlim = self._xlim()
         if self.curve_kind == "loss":
-            plot.set_data(series, title="loss (log); train dimmer", xlabel="epoch", log_y=True, xlim=xlim)
+            plot.set_data(series, title="loss (log); train dimmer", xlabel="epoch", log_y=True, xlim=xlim,
+                          **plot.log_axis(series))
         else:
             plot.set_data(series, title="accuracy; train dimmer", xlabel="epoch", ylim=(0, 1), xlim=xlim)
 
@@ -271,7 +291,7 @@ class CompareScreen(Screen):
         plot.run_legend = self.legend()
         log = self.measure in LOG_MEASURES
         plot.set_data(series, title=f"{self.measure.replace('_', ' ')}{' (log)' if log else ''}",
-                      xlabel="epoch", log_y=log, xlim=self._xlim())
+                      xlabel="epoch", log_y=log, xlim=self._xlim(), **(plot.log_axis(series) if log else {}))
 
     # -- actions -------------------------------------------------------------------------
     def action_toggle_curves(self) -> None:
