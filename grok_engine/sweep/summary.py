@@ -13,6 +13,7 @@ the progress figures are None unless the cache has them.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
@@ -100,15 +101,20 @@ def _last(values: np.ndarray) -> float:
 def _progress_figures(run: "Run", compute: bool) -> dict[str, Any]:
     """weight_norm and, for a cyclic task, key_frequencies, restricted_loss, excluded_loss
     of the last checkpoint, from the progress study (its cache alone unless ``compute``)."""
-    from grok_engine.studies.progress import cached_measures, progress_measures
+    from grok_engine.studies.progress import CACHE_NAME, cached_measures, progress_measures
 
-    if not compute and cached_measures(run) is None:
+    measures = cached_measures(run)
+    if measures is not None:  # the cache covers every checkpoint: its key frequencies too
+        keys = json.loads(run.load_analysis(CACHE_NAME)[1]["key_frequencies"])
+    elif compute:
+        result = progress_measures(run)
+        measures, keys = result.tables["measures"].columns, result.scalars["key_frequencies"]
+    else:
         return {}
-    result = progress_measures(run)  # reads the cache when it covers every checkpoint
-    last = {name: float(np.asarray(values)[-1]) for name, values in result.tables["measures"].columns.items()}
+    last = {name: float(np.asarray(values)[-1]) for name, values in measures.items()}
     out: dict[str, Any] = {"weight_norm": last["sum_sq_weights"]}
     if run.config.task.task in CYCLIC_TASKS:
-        out.update(key_frequencies=[int(k) for k in result.scalars["key_frequencies"]],
+        out.update(key_frequencies=[int(k) for k in keys],
                    restricted_loss=last["restricted_loss"], excluded_loss=last["excluded_loss"])
     return out
 

@@ -265,7 +265,9 @@ class SweepScreen(Screen):
         return [a["flag"] for a in self.sweep.axes] if self.sweep is not None else []
 
     # -- drawing -------------------------------------------------------------------------
-    def redraw(self) -> None:
+    def redraw(self, table: bool = True) -> None:
+        """The diagram, title and cursor panel; the members table too unless ``table`` is
+        False (an axis, colour or fixed value changes nothing in it)."""
         if self.sweep is None or not self.x:
             return
         choices = fixed_choices(self.sweep.axes, self.x, self.y)
@@ -275,7 +277,8 @@ class SweepScreen(Screen):
         self.query_one(PhaseMap).show(self.diagram, self.figures)
         self._draw_title()
         self._draw_member()
-        self._draw_table()
+        if table:
+            self._draw_table()
 
     def _draw_title(self) -> None:
         done = sum(f.status == "done" for f in self.figures)
@@ -355,11 +358,11 @@ class SweepScreen(Screen):
         else:
             self.y = nxt
         self.fixed_index = 0
-        self.redraw()
+        self.redraw(table=False)
 
     def action_cycle_colour(self) -> None:
         self.mode = COLOUR_MODES[(COLOUR_MODES.index(self.mode) + 1) % len(COLOUR_MODES)]
-        self.redraw()
+        self.redraw(table=False)
 
     def action_cycle_fixed(self) -> None:
         if self.sweep is None or not self.x:
@@ -369,7 +372,7 @@ class SweepScreen(Screen):
             self.notify("no other axis to fix: every axis is on the diagram or aggregated")
             return
         self.fixed_index = (self.fixed_index + 1) % n
-        self.redraw()
+        self.redraw(table=False)
 
     def action_open_member(self) -> None:
         if self.query_one("#sweep-members", ResultTable).has_focus:
