@@ -168,10 +168,22 @@ def sort_key(row: PickerRow, column: int) -> tuple[int, Any]:
     return (1 if text not in ("", "-") else 2, text)
 
 
+def words_match(cells: list[str], query: str) -> bool:
+    """Every word of ``query`` appears (case-insensitive) in some of ``cells``: the filter
+    of the picker and of the sweep's members table."""
+    lowered = [c.lower() for c in cells]
+    return all(any(word in c for c in lowered) for word in query.lower().split())
+
+
 def matches(row: PickerRow, query: str) -> bool:
-    """Every word of ``query`` appears (case-insensitive) in some cell of ``row``."""
-    cells = [c.lower() for c in picker_cells(row)]
-    return all(any(word in c for c in cells) for word in query.lower().split())
+    return words_match(picker_cells(row), query)
+
+
+def compare_problem(n_marked: int, what: str = "runs") -> str | None:
+    """Why ``n_marked`` marked runs cannot be compared (COMPARE_MIN to COMPARE_MAX), or None."""
+    if COMPARE_MIN <= n_marked <= COMPARE_MAX:
+        return None
+    return f"mark {COMPARE_MIN} to {COMPARE_MAX} {what} with space to compare them ({n_marked} marked)"
 
 
 class RunPickerScreen(Screen):
@@ -332,9 +344,9 @@ class RunPickerScreen(Screen):
         self.update_note()
 
     def action_compare(self) -> None:
-        if not COMPARE_MIN <= len(self.marked) <= COMPARE_MAX:
-            self.notify(f"mark {COMPARE_MIN} to {COMPARE_MAX} runs with space to compare them "
-                        f"({len(self.marked)} marked)", severity="warning")
+        problem = compare_problem(len(self.marked))
+        if problem:
+            self.notify(problem, severity="warning")
             return
         self.dismiss(CompareRuns(tuple(self.marked)))
 

@@ -41,7 +41,7 @@ from grok_engine.results import Table
 from grok_engine.sweep.diagram import COLOUR_MODES, LOG_MODES, MODE_TITLES, Diagram, build_diagram, fixed_choices
 from grok_engine.sweep.phases import PHASES
 from grok_tui.screens.prompts import ExportScreen
-from grok_tui.screens.run_picker import COMPARE_MAX, COMPARE_MIN, MARK
+from grok_tui.screens.run_picker import MARK, compare_problem, words_match
 from grok_tui.widgets.footer import Footer
 from grok_tui.widgets.heatmap import SEQUENTIAL, Heatmap, format_value
 from grok_tui.widgets.result_table import ResultTable
@@ -298,17 +298,10 @@ class SweepScreen(Screen):
         return self.axis_flags()
 
     def shown_figures(self) -> list[Any]:
-        from grok_engine.sweep.summary import RunFigures  # noqa: F401 - the rows' type
-
-        words = self.query_text.lower().split()
-        if not words:
+        if not self.query_text.strip():
             return list(self.figures)
-        out = []
-        for f in self.figures:
-            cells = [str(v).lower() for v in f.row(self.grid_flags()).values()]
-            if all(any(w in c for c in cells) for w in words):
-                out.append(f)
-        return out
+        flags = self.grid_flags()
+        return [f for f in self.figures if words_match([str(v) for v in f.row(flags).values()], self.query_text)]
 
     def members_table(self) -> Table:
         from grok_engine.sweep.summary import figures_table
@@ -412,9 +405,9 @@ class SweepScreen(Screen):
         self.notify(f"{len(self.marked)} marked (m compares)")
 
     def action_compare(self) -> None:
-        if not COMPARE_MIN <= len(self.marked) <= COMPARE_MAX:
-            self.notify(f"mark {COMPARE_MIN} to {COMPARE_MAX} members with space to compare them "
-                        f"({len(self.marked)} marked)", severity="warning")
+        problem = compare_problem(len(self.marked), "members")
+        if problem:
+            self.notify(problem, severity="warning")
             return
         from grok_tui.screens.compare import CompareScreen
 
