@@ -119,3 +119,21 @@ def parse_float(pattern: str, text: str, default: float | None = None) -> float 
 
 def fmt_ratio(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.1f}x"
+
+
+def run_alone(section: str, run, quick: bool, reps: int, anchor: bool = True) -> int:
+    """A bench section run as a script of its own: ``run(bench)`` in a work folder removed
+    afterwards, the anchor found (unless ``anchor`` is false), then each figure on a line."""
+    import shutil
+    import tempfile
+
+    anchor_python, why = find_anchor_python() if anchor else (None, "the anchor is left out")
+    workdir = Path(tempfile.mkdtemp(prefix=f"grok-bench-{section}-"))
+    bench = Bench(quick=quick, reps=reps, workdir=workdir, anchor_python=anchor_python, anchor_why_not=why)
+    try:
+        run(bench)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for f in bench.figures:
+        say(f"{f.name}: ours {f.ours}, other {f.anchor}, ratio {fmt_ratio(f.ratio)} {f.verdict} {f.note}")
+    return 0

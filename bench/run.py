@@ -8,6 +8,7 @@
 (d) the studies of one checkpoint and the progress-measure pass (bench/studies_bench.py)
 (e) the TUI (bench/tui_bench.py, if present)
 (f) the p=113 training loop's GFLOP/s as a fraction of float32 matmul GFLOP/s (bench/flops.py)
+(g) a 16-member p=23 sweep against 16 grok-tui train runs and the notebook's loop (bench/sweep_bench.py)
 
 The anchor is ../shared/anchor (the notebook's cells on TransformerLens 3.9, in a venv of its
 own); its side is skipped with a message when that folder is absent. Every figure is the
@@ -68,7 +69,14 @@ def bench_f(bench: Bench) -> None:
                      note=f"{achieved:.1f} of {peak:.1f} GFLOP/s", absolute=achieved / peak >= 0.40))
 
 
-SECTIONS = {"a": bench_a, "b": bench_b, "c": bench_c, "d": bench_d, "e": bench_e, "f": bench_f}
+def bench_g(bench: Bench) -> None:
+    import sweep_bench
+
+    sweep_bench.run(bench)
+
+
+SECTIONS = {"a": bench_a, "b": bench_b, "c": bench_c, "d": bench_d, "e": bench_e, "f": bench_f,
+            "g": bench_g}
 
 
 def summary(bench: Bench) -> None:
@@ -90,7 +98,7 @@ def summary(bench: Bench) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer reps and epochs: a smoke check")
-    parser.add_argument("--only", default="a,b,c,d,e,f", help="sections to run, e.g. a,b")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g", help="sections to run, e.g. a,b")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per timing (default 3; 1 with --quick)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (runs, anchor files)")
     args = parser.parse_args(argv)

@@ -40,13 +40,12 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (ANCHOR_DIR, BENCH, GROK_TUI, Bench, Figure, anchor_cmd, find_anchor_python,  # noqa: E402
-                    fmt_ratio, ours_env, run_timed, say)
+from common import (ANCHOR_DIR, BENCH, GROK_TUI, Bench, Figure, anchor_cmd, ours_env,  # noqa: E402
+                    run_alone, run_timed, say)
 
 NOTEBOOK_CELLS = BENCH / "notebook_cells.py"
 RUN_MOD, RUN_ADD = "d-mod113", "d-add10"
@@ -393,19 +392,7 @@ def main() -> int:
         fn = {"singles": worker_singles, "progress": worker_progress}[kind]
         print(json.dumps(fn(runs_dir, run_id)), flush=True)
         return 0
-    import shutil
-
-    anchor_python, why = find_anchor_python()
-    workdir = Path(tempfile.mkdtemp(prefix="grok-bench-d-"))
-    bench = Bench(quick=args.quick, reps=args.reps or (1 if args.quick else 3), workdir=workdir,
-                  anchor_python=anchor_python, anchor_why_not=why)
-    try:
-        run(bench)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    for f in bench.figures:
-        say(f"{f.name}: ours {f.ours}, anchor {f.anchor}, ratio {fmt_ratio(f.ratio)} {f.verdict} {f.note}")
-    return 0
+    return run_alone("d", run, args.quick, args.reps or (1 if args.quick else 3))
 
 
 if __name__ == "__main__":

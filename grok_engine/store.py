@@ -261,6 +261,7 @@ class RunSummary:
     created: str
     error: str | None = None
     diverged_epoch: int | None = None  # training stopped there on a non-finite loss/weight
+    sweep: str | None = None  # the id of the sweep the run is a member of
 
 
 class Run:
@@ -426,7 +427,12 @@ class Run:
             diverged = None
         return RunSummary(self.id, t.task, t.p, done, self.config.train.epochs, train_acc,
                           test_acc, grok, str(self.info.get("created", "")), error,
-                          diverged["epoch"] if diverged else None)
+                          diverged["epoch"] if diverged else None, self.sweep_id())
+
+    def sweep_id(self) -> str | None:
+        """The sweep this run is a member of (config.json's "sweep": {"id": ...}), or None."""
+        sweep = self.info.get("sweep")
+        return str(sweep["id"]) if isinstance(sweep, dict) and "id" in sweep else None
 
     def load_analysis(self, name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
         """A cached analysis (tensors, metadata) beside the run, or None if absent/corrupt."""

@@ -5,6 +5,8 @@
     grok-tui runs [--runs-dir DIR]           a table of runs
     grok-tui import FILE.pth [--runs-dir]    a notebook save file -> a run
     grok-tui export RUN [...]                studies of a checkpoint -> CSV
+    grok-tui sweep [flags] --grid F=V1,V2    a grid of runs (grok_tui/sweep_cmd.py)
+    grok-tui sweeps [--runs-dir DIR]         a table of sweeps
 
 Bad input: one line on stderr naming the value and what is allowed, exit code 2 (also a
 run too large for the memory, without ``--force``, and a run another process trains).
@@ -25,7 +27,7 @@ from typing import Any, Sequence
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
-SUBCOMMANDS = ("train", "runs", "import", "export")
+SUBCOMMANDS = ("train", "runs", "import", "export", "sweep", "sweeps")
 
 
 class UsageError(Exception):
@@ -310,8 +312,20 @@ def cmd_compare(argv: Sequence[str]) -> int:
     return compare_cmd.main(parser.parse_args(argv))
 
 
+def cmd_sweep(argv: Sequence[str]) -> int:
+    from grok_tui.sweep_cmd import run_sweep
+
+    return run_sweep(argv)
+
+
+def cmd_sweeps(argv: Sequence[str]) -> int:
+    from grok_tui.sweep_cmd import run_sweeps
+
+    return run_sweeps(argv)
+
+
 COMMANDS = {"train": cmd_train, "runs": cmd_runs, "import": cmd_import, "export": cmd_export,
-            "compare": cmd_compare}
+            "sweep": cmd_sweep, "sweeps": cmd_sweeps, "compare": cmd_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

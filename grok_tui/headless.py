@@ -218,17 +218,25 @@ RUN_COLUMNS = ("id", "task", "p", "epochs", "train acc", "test acc", "test>=99% 
 COMPACT_COLUMNS = ("id", "task", "p", "epochs", "train", "test", "99% at")
 
 
-def run_cells(s) -> list[Text]:
-    """One row of the runs table, every cell plain text (run contents are never markup)."""
+def run_cells(s, with_sweep: bool = False) -> list[Text]:
+    """One row of the runs table, every cell plain text (run contents are never markup);
+    ``with_sweep``: and the sweep it belongs to."""
+    sweep = [Text(s.sweep or "-")] if with_sweep else []
     if s.error:
         return [Text(s.id), Text(s.task), Text(str(s.p or "?")), Text("unreadable", style="red"),
-                Text("-"), Text("-"), Text("-")]
+                Text("-"), Text("-"), Text("-")] + sweep
     epochs = Text(f"{s.epochs_done}/{s.epochs_planned}")
     if s.diverged_epoch is not None:
         epochs.append(f" diverged at {s.diverged_epoch}", style="red")
     return [Text(s.id), Text(s.task), Text(str(s.p)), epochs,
             Text(_fmt(s.train_acc, ".4f")), Text(_fmt(s.test_acc, ".4f")),
-            Text(str(s.grok_epoch) if s.grok_epoch is not None else "-")]
+            Text(str(s.grok_epoch) if s.grok_epoch is not None else "-")] + sweep
+
+
+def _columns(summaries: list, compact: bool) -> tuple[str, ...]:
+    """The table's columns; a sweep column only when a run belongs to a sweep."""
+    columns = COMPACT_COLUMNS if compact else RUN_COLUMNS
+    return columns + ("sweep",) if any(s.sweep for s in summaries) else columns
 
 
 def runs_table(summaries: list, title: Text, compact: bool = False) -> Table:
@@ -236,11 +244,13 @@ def runs_table(summaries: list, title: Text, compact: bool = False) -> Table:
     from rich import box
 
     table = Table(title=title, box=None if compact else box.HEAVY_HEAD, pad_edge=not compact)
-    for i, col in enumerate(COMPACT_COLUMNS if compact else RUN_COLUMNS):
+    columns = _columns(summaries, compact)
+    for i, col in enumerate(columns):
         # the id folds (wraps inside the cell) when the terminal is narrow: never cut
-        table.add_column(col, justify="left" if i < 2 else "right", overflow="fold", no_wrap=i > 0)
+        table.add_column(col, justify="left" if i < 2 or col == "sweep" else "right",
+                         overflow="fold", no_wrap=0 < i < 7)
     for s in summaries:
-        table.add_row(*run_cells(s))
+        table.add_row(*run_cells(s, "sweep" in columns))
     return table
 
 
@@ -253,7 +263,8 @@ def _fits(console: Console, summaries: list, compact: bool, fold_ids: bool) -> b
     from rich.measure import Measurement
 
     if fold_ids:
-        summaries = [dataclasses.replace(s, id=s.id[:ID_MIN]) for s in summaries]
+        summaries = [dataclasses.replace(s, id=s.id[:ID_MIN],
+                                         sweep=s.sweep and s.sweep[:ID_MIN]) for s in summaries]
     table = runs_table(summaries, Text(""), compact)
     return Measurement.get(console, console.options.update_width(100_000), table).maximum <= console.width
 
@@ -279,8 +290,9 @@ def print_runs(root) -> int:
     else:  # too narrow for any table: a run per paragraph, wrapped by Rich, never cut
         console.print(title)
         for s in summaries:
-            console.print(Text("  ").join(Text(f"{name} ") + cell
-                                          for name, cell in zip(COMPACT_COLUMNS, run_cells(s))))
+            columns = _columns(summaries, compact=True)
+            console.print(Text("  ").join(Text(f"{name} ") + cell for name, cell
+                                          in zip(columns, run_cells(s, "sweep" in columns))))
     for s in summaries:
         if s.error:  # one line each: the terminal wraps it
             console.print(Text(f"unreadable run {s.id}: {s.error}", style="red"), soft_wrap=True)

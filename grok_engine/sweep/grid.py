@@ -29,6 +29,7 @@ from grok_engine.config import RunConfig, short_repr
 from grok_engine.errors import GrokError
 
 MAX_MEMBERS = 10_000  # a bigger grid is most likely a typo: it needs --yes
+MAX_AXIS_VALUES = 1_000_000  # one log: axis, even with --yes (its values are held in memory)
 TRUE_WORDS = ("true", "on", "yes", "1")
 FALSE_WORDS = ("false", "off", "no", "0")
 # Flags that are the whole sweep's, not a member's: one device trains a pack.
@@ -82,7 +83,7 @@ def _spec(flags: dict[str, FlagSpec], name: str, where: str) -> FlagSpec:
     if key in NOT_AXES:
         raise GridError(f"{where}: {key} cannot be a grid axis ({NOT_AXES[key]})")
     if key not in flags:
-        allowed = ", ".join(sorted(flags))
+        allowed = ", ".join(sorted(set(flags) - set(NOT_AXES)))
         raise GridError(f"{where}: {short_repr(name, 40)} is not a train flag: allowed {allowed}")
     return flags[key]
 
@@ -115,8 +116,8 @@ def log_values(spec: FlagSpec, text: str, where: str) -> list[str]:
                         f"got {parts[1]} and {parts[2]}")
     if count < 0:
         raise GridError(f"{where}: log:...:N needs N >= 1, got {count}")
-    if count > MAX_MEMBERS:
-        raise GridError(f"{where}: log:...:N with N={count} is more than {MAX_MEMBERS} values")
+    if count > MAX_AXIS_VALUES:
+        raise GridError(f"{where}: log:...:N with N={count} is more than {MAX_AXIS_VALUES} values")
     if count == 0:
         return []  # the caller refuses the empty axis
     if count == 1:
@@ -141,6 +142,7 @@ def parse_axis(flag: str, texts: Iterable[str], flags: dict[str, FlagSpec], wher
     spec = _spec(flags, flag, where)
     where = f"{where} {spec.name}"
     values: list[Any] = []
+    seen: set[Any] = set()
     for text in texts:
         expanded = log_values(spec, text.strip(), where) if text.strip().startswith("log:") else [text]
         for item in expanded:
@@ -149,6 +151,7 @@ def parse_axis(flag: str, texts: Iterable[str], flags: dict[str, FlagSpec], wher
                 raise GridError(f"{where}: the value {short_repr(value, 40)} is given twice "
                                 f"(two members would be the same run)")
             values.append(value)
+            seen.add(value)
     if not values:
         raise GridError(f"{where}: the axis is empty: give at least one value")
     return Axis(spec.name, tuple(values))

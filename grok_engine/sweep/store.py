@@ -101,8 +101,11 @@ class SweepStore:
     def check_new_id(self, sweep_id: str, n_members: int) -> None:
         """Refuse a sweep id that is not a safe name, or whose folder or any member's
         run folder exists already (a run or a sweep has that id)."""
-        check_run_id(member_run_id(sweep_id, max(0, n_members - 1)))  # the longest name
-        check_run_id(sweep_id)
+        for name in (sweep_id, member_run_id(sweep_id, max(0, n_members - 1))):  # the longest
+            try:
+                check_run_id(name)
+            except GrokError as exc:  # one namespace: the run id's rule, said of the sweep
+                raise GrokError(f"sweep id {short_repr(sweep_id)}: {exc}") from None
         taken = [name for name in [sweep_id] + [member_run_id(sweep_id, i) for i in range(n_members)]
                  if os.path.lexists(self.root / name)]
         if taken:
