@@ -15,12 +15,20 @@ diagram beside a members table.
 
 Members are read in a worker: first their metrics (the phases, the 99% epochs) and what
 the progress study's cache holds, then the progress figures still missing are computed,
-the diagram updating as they arrive. Ids and values are data, never markup.
+the diagram updating as they arrive. While some member is unfinished (the sweep trains
+here or from the CLI) they are re-read every LIVE_INTERVAL_S, so the diagram fills in
+live. ``t`` trains (or resumes) the unfinished members in a child process
+(``grok-tui sweep --resume ID``); ``s`` stops it as Ctrl-C would: every member
+checkpoints first and ``t`` resumes. Ids and values are data, never markup.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +55,7 @@ from grok_tui.widgets.heatmap import SEQUENTIAL, Heatmap, format_value
 from grok_tui.widgets.result_table import ResultTable
 
 EXPORTS_DIR = Path("exports")
+LIVE_INTERVAL_S = 2.0  # between re-reads of the members while some are unfinished
 # The four classes (Okabe-Ito: blue, orange, vermillion-ish purple, grey) in PHASES order.
 PHASE_RGB = [(0, 158, 115), (230, 159, 0), (86, 180, 233), (150, 150, 150)]
 
@@ -195,6 +204,8 @@ class SweepScreen(Screen):
         Binding("m", "compare", "Compare marked"),
         Binding("slash", "filter", "Filter"),
         Binding("e", "export", "Export CSV"),
+        Binding("t", "train", "Train/resume"),
+        Binding("s", "stop", "Stop", show=False),
         Binding("tab", "focus_next", "Diagram/table", show=False),
         Binding("escape", "back", "Back"),
     ]
@@ -212,6 +223,9 @@ class SweepScreen(Screen):
         self.query_text = ""
         self.marked: list[str] = []
         self.diagram: Diagram | None = None
+        self.trainer: Any = None  # the `grok-tui sweep --resume` child (subprocess.Popen) while it runs
+        self._live: Any = None  # the timer that re-reads the members while some are unfinished
+        self._polling = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sweep"):
@@ -253,6 +267,8 @@ class SweepScreen(Screen):
             return
         first = not self.figures
         self.figures = message.figures
+        self._polling = False
+        self._follow()
         flags = self.axis_flags()
         if first and flags:
             self.x = flags[0]
@@ -260,6 +276,87 @@ class SweepScreen(Screen):
         self.redraw()
         if first:
             self.query_one(PhaseMap).focus()
+
+    # -- live fill-in, training --------------------------------------------------------
+    def unfinished(self) -> bool:
+        return any(f.status in ("not started", "partial") for f in self.figures)
+
+    def _follow(self) -> None:
+        """Re-read the members every LIVE_INTERVAL_S while some are unfinished (a sweep
+        training here or from the CLI fills the diagram in); stop once all are finished
+        and no child trains."""
+        live = self.unfinished() or self.trainer is not None
+        if live and self._live is None:
+            self._live = self.set_interval(LIVE_INTERVAL_S, self._poll)
+        elif not live and self._live is not None:
+            self._live.stop()
+            self._live = None
+            self.load()  # the progress figures of the members just finished
+
+    def _poll(self) -> None:
+        if self.trainer is not None and self.trainer.poll() is not None:
+            self._trainer_ended()
+        if not self._polling and self.sweep is not None:
+            self._polling = True
+            self.read_live()
+
+    @work(thread=True, exclusive=True, group="sweep-live", exit_on_error=False)
+    def read_live(self) -> None:
+        from grok_engine.sweep.summary import sweep_figures
+
+        try:
+            figures = sweep_figures(self.store, self.sweep, compute=False)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(MembersRead([], True, str(exc) or type(exc).__name__))
+            return
+        self.post_message(MembersRead(figures, final=False))
+
+    def action_train(self) -> None:
+        """Train (or resume) every unfinished member in a child ``grok-tui sweep --resume``."""
+        if self.trainer is not None:
+            self.notify("the sweep is training already (s stops it)")
+            return
+        if self.sweep is None or not self.unfinished():
+            self.notify("every member is finished", severity="warning")
+            return
+        import grok_tui
+
+        package_root = str(Path(grok_tui.__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
+        command = [sys.executable, "-m", "grok_tui.cli", "sweep", "--resume", self.sweep_id, "--quiet",
+                   "--runs-dir", str(self.store.root)]
+        try:
+            self.trainer = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, text=True, env=env)
+        except OSError as exc:
+            self.notify(f"cannot start training: {exc}", severity="error")
+            return
+        self.notify(f"training sweep {self.sweep_id} (s stops)")
+        self._follow()
+        self._draw_title()
+
+    def action_stop(self) -> None:
+        """Ask the child to checkpoint and return (its Ctrl-C): every member is kept."""
+        if self.trainer is None:
+            return
+        self.trainer.send_signal(signal.SIGINT)
+        self.notify("stopping: every member checkpoints first")
+
+    def _trainer_ended(self) -> None:
+        code = self.trainer.returncode
+        err = (self.trainer.stderr.read() or "").strip().splitlines() if self.trainer.stderr else []
+        self.trainer = None
+        if code == 0:
+            self.notify(f"sweep {self.sweep_id}: training ended")
+        else:
+            self.notify(f"sweep {self.sweep_id}: training exited with code {code}"
+                        + (f": {err[-1]}" if err else ""), severity="warning" if code == 130 else "error")
+        self._draw_title()
+
+    def on_unmount(self) -> None:
+        if self.trainer is not None and self.trainer.poll() is None:  # leave nothing training unseen
+            self.trainer.send_signal(signal.SIGINT)
 
     def axis_flags(self) -> list[str]:
         return [a["flag"] for a in self.sweep.axes] if self.sweep is not None else []
@@ -283,8 +380,9 @@ class SweepScreen(Screen):
     def _draw_title(self) -> None:
         done = sum(f.status == "done" for f in self.figures)
         y = f"  y {self.y}" if self.y else ""
+        training = "  ·  training (s stops)" if self.trainer is not None else ""
         self.query_one("#sweep-title", Static).update(Content(
-            f"sweep {self.sweep_id}  ·  {done}/{len(self.figures)} done  ·  x {self.x}{y}  ·  "
+            f"sweep {self.sweep_id}  ·  {done}/{len(self.figures)} done{training}  ·  x {self.x}{y}  ·  "
             f"colour {self.mode}  (x/y axes, c colour, f fixed, Enter open)"))
 
     def _draw_member(self) -> None:

@@ -175,3 +175,35 @@ async def test_compare_screen_columns_baseline_and_export(sweep_runs, tmp_path, 
         assert rows[0] == ["field", "tsw-010", "tsw-006", "tsw-011"]
         curves = list(csv.reader(open(out.with_name(out.stem + "_curves.csv"))))
         assert curves[0][:3] == ["epoch", "tsw-006:train_loss", "tsw-006:test_loss"] and len(curves) == 401
+
+
+async def test_sweep_screen_trains_the_sweep_and_fills_in_live(tmp_path):
+    """t starts `grok-tui sweep --resume` in a child; the diagram fills in as members finish."""
+    import asyncio
+
+    from grok_engine.config import RunConfig
+    from grok_engine.sweep.grid import Axis, Member
+    from grok_engine.sweep.store import SweepStore
+
+    base = RunConfig().replace(task="mod_add", p=7, n_layers=1, n_heads=2, d_model=32, d_head=16, d_mlp=64,
+                               epochs=30, checkpoint_every=10, device="cpu")
+    axis = Axis("weight-decay", (0.1, 1.0))
+    store = SweepStore(tmp_path / "runs")
+    store.create(base, [axis], [Member({"weight-decay": v}, base.replace(weight_decay=v)) for v in axis.values],
+                 sweep_id="live")
+    app = GrokApp(None, tmp_path / "runs", sweep_id="live")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert [f.status for f in screen.figures] == ["not started", "not started"]
+        assert all(f.phase is None for f in screen.figures)
+        await pilot.press("t")
+        assert screen.trainer is not None
+        for _ in range(600):  # the child imports torch, then trains 2 x 30 epochs
+            await asyncio.sleep(0.2)
+            if screen.trainer is None and not screen.unfinished():
+                break
+        await settle(app, pilot)
+        assert [f.status for f in screen.figures] == ["done", "done"]
+        assert all(f.phase is not None for f in screen.figures)
+        assert screen._live is None  # nothing left to follow
