@@ -177,20 +177,24 @@ async def test_compare_screen_columns_baseline_and_export(sweep_runs, tmp_path, 
         assert curves[0][:3] == ["epoch", "tsw-006:train_loss", "tsw-006:test_loss"] and len(curves) == 401
 
 
-async def test_sweep_screen_trains_the_sweep_and_fills_in_live(tmp_path):
-    """t starts `grok-tui sweep --resume` in a child; the diagram fills in as members finish."""
-    import asyncio
-
+def make_live_sweep(runs_dir: Path, epochs: int) -> None:
+    """A 2-member sweep "live" (weight decay 0.1, 1; tiny mod_add p=7), nothing trained."""
     from grok_engine.config import RunConfig
     from grok_engine.sweep.grid import Axis, Member
     from grok_engine.sweep.store import SweepStore
 
     base = RunConfig().replace(task="mod_add", p=7, n_layers=1, n_heads=2, d_model=32, d_head=16, d_mlp=64,
-                               epochs=30, checkpoint_every=10, device="cpu")
+                               epochs=epochs, checkpoint_every=10, device="cpu")
     axis = Axis("weight-decay", (0.1, 1.0))
-    store = SweepStore(tmp_path / "runs")
-    store.create(base, [axis], [Member({"weight-decay": v}, base.replace(weight_decay=v)) for v in axis.values],
-                 sweep_id="live")
+    SweepStore(runs_dir).create(base, [axis], [Member({"weight-decay": v}, base.replace(weight_decay=v))
+                                               for v in axis.values], sweep_id="live")
+
+
+async def test_sweep_screen_trains_the_sweep_and_fills_in_live(tmp_path):
+    """t starts `grok-tui sweep --resume` in a child; the diagram fills in as members finish."""
+    import asyncio
+
+    make_live_sweep(tmp_path / "runs", epochs=30)
     app = GrokApp(None, tmp_path / "runs", sweep_id="live")
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(app, pilot)
@@ -207,3 +211,27 @@ async def test_sweep_screen_trains_the_sweep_and_fills_in_live(tmp_path):
         assert [f.status for f in screen.figures] == ["done", "done"]
         assert all(f.phase is not None for f in screen.figures)
         assert screen._live is None  # nothing left to follow
+
+
+async def test_sweep_screen_stops_the_training_and_keeps_the_members(tmp_path):
+    import asyncio
+
+    make_live_sweep(tmp_path / "runs", epochs=1_000_000)
+    app = GrokApp(None, tmp_path / "runs", sweep_id="live")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("t")
+        for _ in range(600):  # until the live re-read sees a member with checkpoints
+            await asyncio.sleep(0.2)
+            if any(f.status == "partial" for f in screen.figures):
+                break
+        await pilot.press("s")
+        for _ in range(300):
+            await asyncio.sleep(0.2)
+            if screen.trainer is None:
+                break
+        assert screen.trainer is None
+        await settle(app, pilot)
+        assert any(f.status == "partial" and f.epochs_done > 0 for f in screen.figures)
+        assert "training" not in str(screen.query_one("#sweep-title").render())
