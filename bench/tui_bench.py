@@ -25,8 +25,18 @@
    checkpoints and the process's RSS is read (VmRSS, the app in-process). Targets: a step
    < 500 ms, a revisit < 100 ms, RSS < 1 GiB.
 
+5. Multi-run screens (issue 15): the sweep screen on a 100-member sweep (4 lr x 5 weight
+   decay x 5 frac_train, mod_add p=23, 300 epochs; made under bench/runs if missing), from
+   pushing the screen to the phase diagram and members table on screen (target < 1 s); a
+   change of the x axis and of the colour, from the key to the redrawn diagram (target
+   < 100 ms); the comparison of 8 p=113 runs (the notebook's model, seeds 0-7, 300 epochs,
+   a checkpoint every 25), from pushing the screen to both plots built and the table
+   shown, first with the progress measures computed (cold), then from their cache (warm;
+   target < 1 s).
+
     .venv/bin/python bench/tui_bench.py [--runs-dir bench/runs] [--skip-paint]
-        [--only paint|switch|latency|step] [--tiny]
+        [--only paint|switch|latency|step|multi] [--tiny]
+    .venv/bin/python bench/tui_bench.py --only multi --quick   (small runs: checks it runs)
 
 ``--tiny`` runs only figure 4 on a small p=23 run with 12 checkpoints (a check that the
 bench works, not a measurement).
@@ -37,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import itertools
 import shutil
 import statistics
 import subprocess
@@ -270,6 +281,109 @@ def print_steps(run_id: str, result: dict[str, object]) -> None:
             print(f"  {study:10s} first visit {value[0] * 1000:6.0f} ms   revisit {value[1] * 1000:6.0f} ms")
     cache = ", ".join(f"{k} {v:.0f}" for k, v in result["cache_mib"].items())
     print(f"  RSS after {result['steps']} steps: {result['rss_mib']:.0f} MiB (caches MiB: {cache})")
+def ensure_sweep(runs_dir: Path, sweep_id: str, axes: list[tuple[str, list]], **fields) -> None:
+    """The sweep ``sweep_id`` (grok_engine.sweep.store) with every member trained, unless present."""
+    from grok_engine.config import RunConfig
+    from grok_engine.sweep.grid import Axis, Member
+    from grok_engine.sweep.store import SweepStore, field_of
+
+    sweeps = SweepStore(runs_dir)
+    if sweep_id in sweeps.sweep_ids():
+        return
+    base = RunConfig().replace(**fields)
+    grid = [Axis(flag, tuple(values)) for flag, values in axes]
+    points = [dict(zip((a.flag for a in grid), combo)) for combo in itertools.product(*(a.values for a in grid))]
+    members = [Member(v, base.replace(**{field_of(f): x for f, x in v.items()})) for v in points]
+    print(f"making sweep {sweep_id} ({len(members)} members) ...", flush=True)
+    sweep = sweeps.create(base, grid, members, sweep_id=sweep_id)
+    for run_id in sweep.run_ids:
+        run = sweeps.runs.open(run_id)
+        run.trainer().run(callback=run)
+
+
+async def sweep_screen(runs_dir: Path, sweep_id: str) -> dict[str, list[float]]:
+    """Paint of the sweep screen, then x-axis and colour changes (module docstring, 4)."""
+    from grok_tui.app import GrokApp
+    from grok_tui.screens.sweep import SweepScreen
+
+    app = GrokApp(None, runs_dir)
+    out: dict[str, list[float]] = {"paint": [], "axis": [], "colour": []}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        for _ in range(3):
+            screen = SweepScreen(app.store, sweep_id)
+            start = time.perf_counter()
+            app.push_screen(screen)
+            await wait_until(lambda: screen.diagram is not None and screen.is_current)
+            await asyncio.sleep(0)  # the refresh of the diagram and the table
+            out["paint"].append(time.perf_counter() - start)
+            await settle(app, pilot)
+            for key, name, read in (("x", "axis", lambda: screen.diagram.x), ("c", "colour", lambda: screen.diagram.mode)):
+                for _ in range(4):
+                    before = read()
+                    start = time.perf_counter()
+                    send_key(app, key)
+                    await wait_until(lambda: read() != before)
+                    await asyncio.sleep(0)
+                    out[name].append(time.perf_counter() - start)
+                    await settle(app, pilot)
+            app.pop_screen()
+            await settle(app, pilot)
+    return out
+
+
+async def compare_screen(runs_dir: Path, run_ids: list[str]) -> dict[str, list[float]]:
+    """Comparison of ``run_ids``: cold (progress measures computed) then warm (cached)."""
+    from grok_tui.app import GrokApp
+    from grok_tui.screens.compare import CompareScreen
+
+    work = Path(tempfile.mkdtemp())
+    for run_id in run_ids:  # a copy without the progress cache: the cold figure computes it
+        shutil.copytree(runs_dir / run_id, work / run_id, ignore=shutil.ignore_patterns("analysis"))
+    app = GrokApp(None, work)
+    out: dict[str, list[float]] = {"cold": [], "warm": []}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        for name in ("cold", "warm", "warm", "warm"):
+            screen = CompareScreen(app.store, run_ids)
+            start = time.perf_counter()
+            app.push_screen(screen)
+            await wait_until(lambda: bool(screen.runs) and plots_built(screen), timeout=600)
+            await asyncio.sleep(0)
+            out[name].append(time.perf_counter() - start)
+            await settle(app, pilot)
+            app.pop_screen()
+            await settle(app, pilot)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def multi_run(runs_dir: Path, quick: bool) -> None:
+    if quick:  # tiny members: checks the bench runs, its figures mean little
+        small = dict(task="mod_add", n_layers=1, n_heads=2, d_model=32, d_head=16, d_mlp=64, device="cpu")
+        sweep_id, compare_p, epochs = "bench-sweep-quick", 23, 20
+        ensure_sweep(runs_dir, sweep_id, [("lr", [1e-3, 3e-3, 1e-2, 3e-2]), ("weight-decay", [0.1, 0.3, 1.0, 3.0, 10.0]),
+                                          ("frac-train", [0.3, 0.4, 0.5, 0.6, 0.7])],
+                     p=11, epochs=epochs, checkpoint_every=10, **small)
+        compare_ids = [f"bench-compare-quick-{i}" for i in range(8)]
+        for i, run_id in enumerate(compare_ids):
+            ensure_run(runs_dir, run_id, p=compare_p, seed=i, epochs=epochs, checkpoint_every=10, **small)
+    else:
+        sweep_id = "bench-sweep-100"
+        ensure_sweep(runs_dir, sweep_id, [("lr", [1e-3, 3e-3, 1e-2, 3e-2]), ("weight-decay", [0.1, 0.3, 1.0, 3.0, 10.0]),
+                                          ("frac-train", [0.3, 0.4, 0.5, 0.6, 0.7])],
+                     task="mod_add", p=23, n_layers=1, n_heads=4, d_model=32, d_head=8, d_mlp=128,
+                     epochs=300, checkpoint_every=100, device="cpu")
+        compare_ids = [f"bench-mod-p113-seed{i}" for i in range(8)]
+        for i, run_id in enumerate(compare_ids):
+            ensure_run(runs_dir, run_id, task="mod_add", p=113, frac_train=0.3, seed=i, epochs=300,
+                       checkpoint_every=25)
+    times = asyncio.run(sweep_screen(runs_dir, sweep_id))
+    print(f"sweep screen, {sweep_id} (100 members): paint {fmt(times['paint'])}   target < 1000 ms")
+    print(f"  x axis change {fmt(times['axis'])}   colour change {fmt(times['colour'])}   target < 100 ms")
+    times = asyncio.run(compare_screen(runs_dir, compare_ids))
+    print(f"compare 8 runs ({compare_ids[0]} ...): cold {fmt(times['cold'])}   warm {fmt(times['warm'])}"
+          f"   target < 1000 ms")
 
 
 def fmt(times: list[float]) -> str:
@@ -283,10 +397,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", default=str(ROOT / "bench" / "runs"))
     parser.add_argument("--skip-paint", action="store_true")
-    parser.add_argument("--only", choices=("paint", "switch", "latency", "step"), default=None)
+    parser.add_argument("--only", choices=("paint", "switch", "latency", "step", "multi"), default=None)
     parser.add_argument("--tiny", action="store_true", help="figure 4 on a tiny run: checks the bench runs")
+    parser.add_argument("--quick", action="store_true", help="--only multi on small runs")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir)
+    if args.only == "multi":
+        multi_run(runs_dir, args.quick)
+        return
     if args.tiny:
         ensure_run(runs_dir, "bench-tiny-p23", task="mod_add", p=23, d_model=32, d_mlp=64, n_heads=2,
                    d_head=16, epochs=60, checkpoint_every=5, frac_train=0.5)
@@ -313,6 +431,8 @@ def main() -> None:
         ensure_run(runs_dir, "bench-mod-p113-dense", task="mod_add", p=113, frac_train=0.3, epochs=300,
                    checkpoint_every=3)
         print_steps("bench-mod-p113-dense", asyncio.run(step_while_training(runs_dir, "bench-mod-p113-dense")))
+    if args.only is None:
+        multi_run(runs_dir, quick=False)
 
 
 if __name__ == "__main__":

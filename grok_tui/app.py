@@ -29,7 +29,7 @@ from grok_tui.commands import GrokCommands
 from grok_tui.messages import EngineFailed, EngineLoaded, EngineWarm
 from grok_tui.screens.help import HelpScreen, binding_rows, collect_sections
 from grok_tui.screens.new_run import NewRunRequest, NewRunScreen
-from grok_tui.screens.run_picker import NEW_RUN, RunPickerScreen
+from grok_tui.screens.run_picker import NEW_RUN, CompareRuns, OpenSweep, RunPickerScreen, picker_rows
 from grok_tui.widgets.footer import Footer
 
 def warm_study_imports() -> None:
@@ -65,9 +65,13 @@ class GrokApp(App):
     ]
 
     def __init__(self, run_id: str | None = None, runs_dir: str | os.PathLike | None = None,
-                 train: bool = False) -> None:
+                 train: bool = False, compare: list[str] | None = None, sweep_id: str | None = None) -> None:
+        """``compare``: run ids to open the comparison screen with; ``sweep_id``: a sweep to
+        open the sweep screen of (instead of a run or the picker)."""
         super().__init__()
         self.run_id = run_id
+        self.compare_ids = list(compare or [])
+        self.sweep_id = sweep_id
         self.runs_dir = resolve_runs_dir(str(runs_dir) if runs_dir is not None else None)
         self.train_on_open = train
         self.store: Any = None
@@ -101,10 +105,12 @@ class GrokApp(App):
             from grok_engine.store import RunStore  # torch
 
             store = RunStore(self.runs_dir)
-            if self.run_id:
+            if self.compare_ids or self.sweep_id:
+                self.post_message(EngineLoaded(store, None, []))
+            elif self.run_id:
                 self.post_message(EngineLoaded(store, store.open(self.run_id), []))
             else:
-                self.post_message(EngineLoaded(store, None, store.summaries()))
+                self.post_message(EngineLoaded(store, None, picker_rows(store)))
         except Exception as exc:  # noqa: BLE001 - one line, never a traceback
             self.post_message(EngineFailed(str(exc) or type(exc).__name__))
             return
@@ -116,7 +122,11 @@ class GrokApp(App):
         self.query_one("#boot-text", Static).update(
             Content(f"grok-tui — runs in {self.runs_dir}  ·  o: runs  ·  n: new run  ·  q: quit"))
         self.query_one("#boot-spinner").display = False
-        if message.run is not None:
+        if self.compare_ids:
+            self.show_compare(self.compare_ids)
+        elif self.sweep_id:
+            self.show_sweep(self.sweep_id)
+        elif message.run is not None:
             self.show_run(message.run, train=self.train_on_open)
         elif message.summaries:
             self.push_screen(RunPickerScreen(message.summaries, str(self.runs_dir)), self._picked)
@@ -159,11 +169,37 @@ class GrokApp(App):
         if tries > 1 and any(ref() is not None for ref in screens):
             self.call_after_refresh(self._refreeze_when_gone, screens, tries - 1)
 
-    def _picked(self, run_id: str | None) -> None:
+    def _picked(self, run_id: str | OpenSweep | CompareRuns | None) -> None:
         if run_id == NEW_RUN:
             self.action_new_run()
+        elif isinstance(run_id, OpenSweep):
+            self.show_sweep(run_id.sweep_id)
+        elif isinstance(run_id, CompareRuns):
+            self.show_compare(list(run_id.run_ids))
         elif run_id:
             self.open_run_id(run_id)
+
+    def shown_run_id(self) -> str | None:
+        """The id of the run the top run screen shows, if any (the picker's cursor starts there)."""
+        from grok_tui.screens.run import RunScreen
+
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, RunScreen):
+                return screen.run.id
+        return None
+
+    def show_sweep(self, sweep_id: str) -> None:
+        """Replace whatever is shown by the sweep screen of ``sweep_id``."""
+        from grok_tui.screens.sweep import SweepScreen
+
+        self._clear_screens()
+        self.push_screen(SweepScreen(self.store, sweep_id))
+
+    def show_compare(self, run_ids: list[str]) -> None:
+        """Push the comparison of ``run_ids`` (Escape comes back)."""
+        from grok_tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(self.store, run_ids))
 
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def open_run_id(self, run_id: str) -> None:
@@ -202,12 +238,14 @@ class GrokApp(App):
     @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
     def list_runs(self) -> None:
         try:
-            summaries = self.store.summaries()
+            rows = picker_rows(self.store)
         except Exception as exc:  # noqa: BLE001 - the runs folder itself cannot be read
             self.post_message(EngineFailed(str(exc) or type(exc).__name__))
             return
-        self.call_from_thread(self.push_screen,
-                              RunPickerScreen(summaries, str(self.runs_dir)), self._picked)
+        self.call_from_thread(self._push_picker, rows)
+
+    def _push_picker(self, rows: list[Any]) -> None:
+        self.push_screen(RunPickerScreen(rows, str(self.runs_dir), current=self.shown_run_id()), self._picked)
 
     def action_new_run(self) -> None:
         if self.store is None:
@@ -244,9 +282,20 @@ def _run_ids(root: Path) -> list[str]:
         return []
 
 
+def sweep_exists(runs_dir: Path, sweep_id: str) -> bool:
+    """Cheap check (no torch): the folder has a sweep.json (grok_engine.sweep.store.SWEEP_FILE)."""
+    if not sweep_id or "/" in sweep_id or sweep_id in (".", ".."):
+        return False
+    return (runs_dir / sweep_id / "sweep.json").is_file()
+
+
 def run_app(run_id: str | None, runs_dir: str | None) -> int:
-    """Run the app; an unknown RUN is refused with one line and exit code 2 before it starts."""
+    """Run the app on a run or a sweep (RUN may name either); an unknown one is refused
+    with one line and exit code 2 before it starts."""
     root = resolve_runs_dir(runs_dir)
+    if run_id is not None and not run_exists(root, run_id) and sweep_exists(root, run_id):
+        GrokApp(None, root, sweep_id=run_id).run()
+        return 0
     if run_id is not None and not run_exists(root, run_id):
         have = _run_ids(root)
         shown = ", ".join(have[:10]) + (" ..." if len(have) > 10 else "")

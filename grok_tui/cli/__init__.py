@@ -12,6 +12,8 @@
         export.py     ``grok-tui export``
         sweep.py      ``grok-tui sweep``: a grid of runs, trained in stacked packs
         sweeps.py     ``grok-tui sweeps``
+        sweep_show.py ``grok-tui sweep show ID``: a row of figures per member
+        compare.py    ``grok-tui compare RUN RUN [...]``: the app's comparison screen
 
 A subcommand is a module with ``DESCRIPTION`` (optional: its docstring's first line),
 ``add_arguments(parser)`` and ``main(args) -> int``, named in COMMANDS. Imports go one
@@ -40,7 +42,11 @@ COMMANDS = {
     "export": "grok_tui.cli.export",
     "sweep": "grok_tui.cli.sweep",
     "sweeps": "grok_tui.cli.sweeps",
+    "sweep show": "grok_tui.cli.sweep_show",  # two words: "sweep" then "show"
+    "compare": "grok_tui.cli.compare",
 }
+# commands that run the app (the terminal is the app's): no headless exit after them
+APP_COMMANDS = ("compare",)
 APP_MODULE = "grok_tui.cli.app"
 
 
@@ -73,6 +79,8 @@ def run_command(name: str | None, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if len(argv) >= 2 and " ".join(argv[:2]) in COMMANDS:
+            return run_command(" ".join(argv[:2]), argv[2:])
         if argv and argv[0] in COMMANDS:
             return run_command(argv[0], argv[1:])
         return run_command(None, argv)
@@ -93,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry point."""
-    headless = len(sys.argv) > 1 and sys.argv[1] in COMMANDS
+    headless = len(sys.argv) > 1 and sys.argv[1] in COMMANDS and sys.argv[1] not in APP_COMMANDS
     try:
         code = main()
         if headless:  # the command's files are on disk: a Ctrl-C now changes nothing

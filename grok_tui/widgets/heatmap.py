@@ -148,6 +148,7 @@ class Heatmap(Widget, can_focus=True):
         self.note = ""
         self.cursor_row = 0
         self.cursor_col = 0
+        self.max_cell_w = 2  # characters per value at most (see _get_layout)
         self.view_row = 0  # the grid row and column at the top-left of the view
         self.view_col = 0
         self._left_out = np.zeros((0, 0), dtype=bool)
@@ -283,7 +284,9 @@ class Heatmap(Widget, can_focus=True):
         map_w = max(width - gutter, 1)
         lines = max(height - 4, 1)  # title, ticks, status, and a spare line for the legend
         if 2 * C <= map_w and R <= lines:
-            cell_w, half = 2, False
+            # up to max_cell_w characters per value while the grid fits (a small grid of
+            # long labels, a sweep's phase diagram); 2 (a square) by default
+            cell_w, half = max(2, min(self.max_cell_w, map_w // max(C, 1))), False
         else:  # half blocks, scrolling over what does not fit
             cell_w, half = 1, True
             if C > map_w or R > 2 * lines:
@@ -446,7 +449,7 @@ class Heatmap(Widget, can_focus=True):
                     b = -2
                 segments.append(self._half_segment(t, b))
             elif j == cur_c and self.cursor_row == rows[0]:
-                segments.append(Segment("[]", self._cursor_style(t)))
+                segments.append(Segment("[" + " " * (lay.cell_w - 2) + "]", self._cursor_style(t)))
             else:
                 segments.append(Segment(" " * lay.cell_w, self._style(-1, t) if t >= 0 else self.rich_style))
         return Strip(segments).extend_cell_length(width, self.rich_style).crop(0, width)

@@ -227,7 +227,8 @@ async def test_run_picker_lists_runs_and_opens_one(runs):
         table = app.screen.query_one(DataTable)
         assert table.row_count == 1
         row = [str(c) for c in table.get_row_at(0)]
-        assert row[:4] == ["tiny", "add", "7", "200/200"]
+        assert row[1:5] == ["tiny", "add", "7", "200/200"]  # row[0]: the comparison mark
+        assert row[5:10] == ["0.001", "1", "0.72", "off", "-"]  # lr, wd, frac, grokfast, sweep
         await pilot.press("enter")
         await settle(app, pilot)
         assert type(app.screen).__name__ == "RunScreen" and status_epoch(app) == 200

@@ -50,9 +50,9 @@ async def test_picker_lists_every_run_as_text_and_names_the_bad_ones(markup_runs
         assert type(picker).__name__ == "RunPickerScreen"
         assert f"Runs in {markup_runs}" in picker.query_one("#picker")._border_title.plain
         table = picker.query_one("#runs-table")
-        ids = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
+        ids = [table.get_row_at(i)[1].plain for i in range(table.row_count)]  # [0]: the mark
         assert ids == ["bad_config", "bad_metrics", "tiny", "zeroed"]
-        assert table.get_row_at(0)[3].plain == "unreadable"
+        assert table.get_row_at(0)[4].plain == "unreadable"
         problems = plain(picker.query_one("#picker-problems")).splitlines()
         assert len(problems) == 2
         assert problems[0].startswith("unreadable run bad_config: ") and "p='[/red][/]'" in problems[0]

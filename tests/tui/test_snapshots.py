@@ -80,3 +80,30 @@ def test_help_screen(snap_compare, here):
 def test_export_modal(snap_compare, here):
     assert snap_compare(GrokApp("tiny", "runs"), terminal_size=SIZE,
                         run_before=keys_then_settle("e"))
+
+
+SWEEPS = Path(__file__).resolve().parents[1] / "data" / "sweeps"
+
+
+@pytest.fixture
+def here_sweep(tmp_path, monkeypatch) -> Path:
+    """cwd with ./runs holding the committed tiny sweep tsw (tests/data/make_tiny_sweep.py)."""
+    shutil.copytree(SWEEPS, tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_sweep_screen(snap_compare, here_sweep):
+    # frac-train 0.8 fixed, the cursor on lr 1e-2 / weight decay 4 (tsw-010, grokking)
+    assert snap_compare(GrokApp(None, "runs", sweep_id="tsw"), terminal_size=SIZE,
+                        run_before=keys_then_settle("f", "right", "down"))
+
+
+def test_sweep_screen_coloured_by_test_99_epoch(snap_compare, here_sweep):
+    assert snap_compare(GrokApp(None, "runs", sweep_id="tsw"), terminal_size=SIZE,
+                        run_before=keys_then_settle("f", "c"))
+
+
+def test_compare_screen(snap_compare, here_sweep):
+    assert snap_compare(GrokApp(None, "runs", compare=["tsw-006", "tsw-010", "tsw-011"]), terminal_size=SIZE,
+                        run_before=keys_then_settle("b"))
