@@ -18,6 +18,7 @@ member and a killed worker leaves whole files only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 import os
@@ -106,7 +107,8 @@ def make_packs(sweep: Sweep, run_ids: list[str], device: str, workers: int,
 
 def pending_members(store: SweepStore, sweep: Sweep) -> list[str]:
     """The members still to train: neither done nor diverged."""
-    return [rid for rid in sweep.run_ids if member_status(store.runs, rid) not in (DONE, DIVERGED)]
+    return [rid for rid in sweep.run_ids
+            if member_status(store.runs, rid, sweep.stop_at_test_acc) not in (DONE, DIVERGED)]
 
 
 # -- the solo path -------------------------------------------------------------------------
@@ -434,6 +436,8 @@ def execute(store: SweepStore, sweep: Sweep, executor: str = "local",
     store.ensure_members(sweep)
     todo = pending_members(store, sweep)
     train_pack = train_pack or default_train_pack()
+    if sweep.stop_at_test_acc is not None:  # a partial of a module function: it pickles
+        train_pack = functools.partial(train_pack, stop_at_test_acc=sweep.stop_at_test_acc)
     if executor == "ray":
         with ray_session(ray_address, ray_options.pop("num_cpus", None)) as cpus:
             packs = make_packs(sweep, todo, device, cpus, limit)

@@ -91,7 +91,7 @@ def train_pack(runs_dir: str | os.PathLike, run_ids: Sequence[str], device: str 
             held.enter_context(run.lock())
         todo = []
         for run in runs:
-            state = _finished(run)
+            state = _finished(run, stop_at_test_acc)
             if state is not None:
                 states[run.id] = state  # done or diverged: not trained again
             else:
@@ -111,11 +111,16 @@ def _check_shapes(runs: list[Run]) -> None:
                         f"a pack trains one shape; group the members by shape")
 
 
-def _finished(run: Run) -> str | None:
-    """"diverged" or "done" for a run with nothing left to train, else None."""
+def _finished(run: Run, stop_at_test_acc: float | None = None) -> str | None:
+    """"diverged" or "done" for a run with nothing left to train (its epochs, or its test
+    accuracy reached ``stop_at_test_acc`` by its last checkpoint), else None."""
+    from grok_engine.sweep.store import reached
+
     if run.diverged() is not None:
         return DIVERGED
-    return DONE if run.epochs_done() >= run.config.train.epochs else None
+    if run.epochs_done() >= run.config.train.epochs or reached(run, stop_at_test_acc):
+        return DONE
+    return None
 
 
 def _train(runs: list[Run], device: str | None, stop: Callable[[], bool] | None,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from grok_engine.config import RunConfig, short_repr
 from grok_engine.errors import GrokError, describe_os_error
 from grok_engine.store import RunStore, atomic_write_bytes, check_run_id, is_child_name
@@ -59,6 +61,13 @@ class Sweep:
     def run_ids(self) -> list[str]:
         return [m["run_id"] for m in self.members]
 
+    @property
+    def stop_at_test_acc(self) -> float | None:
+        """``grok-tui sweep --stop-at-test-acc``: a member whose test accuracy reaches it is
+        done there (kept in sweep.json beside the contract's keys)."""
+        value = self.extra.get("stop_at_test_acc")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     def base_config(self) -> RunConfig:
         return RunConfig.from_dict(self.base)
 
@@ -73,9 +82,23 @@ class Sweep:
                 **self.extra}
 
 
-def member_status(store: RunStore, run_id: str) -> str:
+def reached(run, stop_at_test_acc: float | None) -> bool:
+    """Whether ``run``'s test accuracy reached ``stop_at_test_acc`` at or before its last
+    checkpoint (where a stopped member's files end)."""
+    if stop_at_test_acc is None:
+        return False
+    epochs = run.checkpoint_epochs()
+    if not epochs:
+        return False
+    m = run.metrics()
+    acc = m.test_acc[m.epoch <= epochs[-1]]
+    return bool(len(acc)) and bool(np.nanmax(acc, initial=-1.0) >= stop_at_test_acc)
+
+
+def member_status(store: RunStore, run_id: str, stop_at_test_acc: float | None = None) -> str:
     """done | diverged | partial | not started (no run folder or no checkpoint yet) |
-    unreadable, read from the member's run."""
+    unreadable, read from the member's run; done also when its test accuracy reached
+    ``stop_at_test_acc`` (the sweep's)."""
     if not (store.root / run_id / "config.json").exists():
         return NOT_STARTED
     try:
@@ -83,9 +106,10 @@ def member_status(store: RunStore, run_id: str) -> str:
         if run.diverged() is not None:
             return DIVERGED
         done = run.epochs_done()
+        stopped_there = reached(run, stop_at_test_acc)
     except GrokError:
         return UNREADABLE
-    if done >= run.config.train.epochs:
+    if done >= run.config.train.epochs or stopped_there:
         return DONE
     return PARTIAL if run.checkpoint_epochs() else NOT_STARTED
 
@@ -189,7 +213,7 @@ class SweepStore:
 
     def statuses(self, sweep: Sweep) -> list[str]:
         """Each member's status, in members order."""
-        return [member_status(self.runs, run_id) for run_id in sweep.run_ids]
+        return [member_status(self.runs, run_id, sweep.stop_at_test_acc) for run_id in sweep.run_ids]
 
 
 CONTRACT_KEYS = ("id", "kind", "created", "base", "axes", "members", "executor")

@@ -45,13 +45,13 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         return fail(f"--checkpoint {args.checkpoint!r} is not an integer epoch")
 
-    from grok_engine.context import context_for
-    from grok_engine.export import export_all
     from grok_engine.paths import export_folder
+    from grok_engine.session import RunSession
     from grok_engine.store import RunStore
 
     try:
-        run = RunStore(runs_folder(args.runs_dir)).open(args.run)
+        store = RunStore(runs_folder(args.runs_dir))
+        run = store.open(args.run)
         epochs = run.checkpoint_epochs()
         if not epochs:
             return fail(f"run {run.id} has no checkpoints yet")
@@ -60,13 +60,17 @@ def main(args: argparse.Namespace) -> int:
             shown = ", ".join(map(str, epochs[:12])) + (" ..." if len(epochs) > 12 else "")
             return fail(f"checkpoint epoch={epoch} does not exist in run {run.id}: have {shown}")
         folder = Path(args.out) if args.out else export_folder(run.id, epoch)
-        ctx = context_for(run, epoch)
 
         def report(result, paths: list[Path]) -> None:
             scalars = "  ".join(f"{k}={scalar(v)}" for k, v in result.scalars.items())
             print(f"{result.study}: {len(paths)} files" + (f"  {scalars}" if scalars else ""))
 
-        written = export_all(ctx, folder, studies=args.study, on_result=report)
+        # the app's export path: the session's context of the checkpoint, its studies
+        session = RunSession(store, run, prefetch=False)
+        try:
+            written = session.export_checkpoint(epoch, folder, studies=args.study, on_result=report)
+        finally:
+            session.close()
     except GrokError as exc:
         return fail(str(exc))
     print(f"wrote {len(written)} files for run {run.id} epoch {epoch} in {folder}")

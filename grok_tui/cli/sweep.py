@@ -27,7 +27,7 @@ EXIT_FAILED = 1  # a pack could not train a member (its state says why); the res
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every train flag that defines a run, then the sweep's own flags."""
-    from grok_tui.cli.args import add_runs_dir, nonempty
+    from grok_tui.cli.args import accuracy, add_runs_dir, nonempty
     from grok_tui.cli.train import TRAIN_FLAGS
 
     for flag, dest, kind, help_text in TRAIN_FLAGS:
@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", action="append", default=[], metavar="FLAG=V1,V2,...",
                         help="an axis: a train flag without dashes and its values (or "
                              "log:START:STOP:N); several --grid make the cross product")
+    parser.add_argument("--stop-at-test-acc", type=accuracy, default=None, metavar="ACC",
+                        help="a member is done once its test accuracy reaches ACC, in (0, 1]")
     parser.add_argument("--sweep-id", default=None, type=nonempty, help="name of the new sweep")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="local: parallel processes here; ray: Ray tasks")
@@ -129,7 +131,7 @@ def check_resources(members: list, device_name: str, force: bool) -> None:
             check_fits(member.config, device)
 
 
-RESUME_KEEPS = ("grid", "config", "preset", "sweep_id")
+RESUME_KEEPS = ("grid", "config", "preset", "sweep_id", "stop_at_test_acc")
 
 
 def check_resume_args(args: argparse.Namespace) -> None:
@@ -155,7 +157,9 @@ def create_sweep(args: argparse.Namespace, store):
         store.check_new_id(args.sweep_id, len(members))
     runs_folder(args.runs_dir, writing=True)
     check_resources(members, base.train.device, args.force)
-    return store.create(base, axes, members, sweep_id=args.sweep_id, executor=args.executor)
+    extra = {} if args.stop_at_test_acc is None else {"stop_at_test_acc": args.stop_at_test_acc}
+    return store.create(base, axes, members, sweep_id=args.sweep_id, executor=args.executor,
+                        extra=extra)
 
 
 def main(args: argparse.Namespace) -> int:

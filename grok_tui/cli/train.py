@@ -165,6 +165,7 @@ def open_for_resume(args: argparse.Namespace, store):
     when a flag would change its config, --run-id is given, or --epochs is below the
     epochs done. A new --epochs is written to the run's config only once all else passed."""
     from grok_engine.memory import check_fits
+    from grok_engine.session.training import extend_plan
     from grok_engine.train import pick_device
 
     run = store.open(args.resume)
@@ -186,9 +187,9 @@ def open_for_resume(args: argparse.Namespace, store):
     # the lock after every check, so bad input leaves nothing (not even .lock) behind
     lock = run.lock()  # one trainer per run: a second is refused, naming this process
     try:
-        if args.epochs is not None and args.epochs != run.config.train.epochs:
-            # continuing for more epochs is a change of plan, recorded in the run's config
-            run = store.extend_epochs(run, args.epochs)
+        # continuing for more epochs is a change of plan, recorded in the run's config (the
+        # one place that does it, for this command and the app's RunSession)
+        run = extend_plan(store, run, args.epochs)
     except BaseException:
         lock.release()
         raise

@@ -237,3 +237,29 @@ def test_a_toml_sweep_table_makes_the_grid(tmp_path):
     assert [a.flag for a in axes] == ["weight-decay", "lr", "seed"]
     assert base.train.epochs == 5 and base.task.p == 7
     assert np.allclose(axes[1].values, [1e-3, 10 ** -2.5, 1e-2], rtol=1e-9)
+
+
+def test_stop_at_test_acc_makes_each_member_done_where_it_reached_it(tmp_path, capsys):
+    """--stop-at-test-acc: each member stops at its own first epoch with that test
+    accuracy, counts as done (kept in sweep.json) and --resume trains it no further."""
+    runs = tmp_path / "runs"
+    argv = ["sweep", *TINY, "--epochs", "400", "--grid", "seed=1,2", "--stop-at-test-acc", "0.05",
+            "--sweep-id", "early", "--runs-dir", str(runs), "--quiet"]
+    assert main(argv) == 0
+    sweep = SweepStore(runs).open("early")
+    assert sweep.stop_at_test_acc == 0.05
+    assert SweepStore(runs).statuses(sweep) == ["done", "done"]
+    store = RunStore(runs)
+    stopped = {}
+    for run_id in sweep.run_ids:
+        run = store.open(run_id)
+        m = run.metrics()
+        first = int(m.epoch[np.nonzero(m.test_acc >= 0.05)[0][0]])
+        assert run.epochs_done() == first < 400  # stopped at its own epoch, checkpointed there
+        stopped[run_id] = (run.epochs_done(), sorted(p.stat().st_mtime_ns for p in run.checkpoint_dir.iterdir()))
+    assert main(["sweep", "--resume", "early", "--runs-dir", str(runs), "--quiet"]) == 0
+    for run_id in sweep.run_ids:
+        run = store.open(run_id)
+        assert (run.epochs_done(), sorted(p.stat().st_mtime_ns for p in run.checkpoint_dir.iterdir())) == stopped[run_id]
+    assert main(["sweep", "--resume", "early", "--stop-at-test-acc", "0.9", "--runs-dir", str(runs)]) == 2
+    assert "leave out --stop-at-test-acc" in capsys.readouterr().err
