@@ -23,19 +23,25 @@ HERE = Path(__file__).resolve().parent
 CREATED = "2026-01-01T00:00:00"  # fixed, so no date of the day reaches a snapshot
 
 
+def commit_run(run_path: Path, name: str) -> Path:
+    """The run folder ``run_path`` copied to tests/data/runs/``name`` (replacing it), its
+    config.json dated CREATED."""
+    config = json.loads((run_path / "config.json").read_text())
+    config["created"] = CREATED
+    (run_path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    dest = HERE / "runs" / name
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(run_path, dest)
+    print(f"wrote {dest}")
+    return dest
+
+
 def main() -> None:
     sys.path.insert(0, str(HERE.parents[1]))  # a script, not under pytest: the repository root
     from tests.fixtures import make_tiny_run
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = make_tiny_run(Path(tmp), "tiny")
-        config = json.loads((run.path / "config.json").read_text())
-        config["created"] = CREATED
-        (run.path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        dest = HERE / "runs" / "tiny"
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(run.path, dest)
-    print(f"wrote {dest}")
+        commit_run(make_tiny_run(Path(tmp), "tiny").path, "tiny")
 
 
 if __name__ == "__main__":
