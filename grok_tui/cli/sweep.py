@@ -282,7 +282,7 @@ def sweep_row(store, sweep) -> list:
     axes = " ".join(f"{a.get('flag')}({len(a.get('values', []))})" for a in sweep.axes)
     return [Text(sweep.id), Text(str(len(statuses)))] + [
         Text(str(statuses.count(s))) for s in (DONE, PARTIAL, NOT_STARTED, DIVERGED)
-    ] + [Text(axes), Text(sweep.created.replace("T", " ")[:16])]
+    ] + [Text(axes), Text(sweep.created[:10])]
 
 
 def list_sweeps(runs_dir: str | None) -> int:
@@ -300,18 +300,38 @@ def list_sweeps(runs_dir: str | None) -> int:
     if not ids:
         console.print(Text(f"no sweeps in {store.root} (start one with: grok-tui sweep --grid ...)"))
         return 0
-    table = Table(title=Text(f"sweeps in {store.root}"), box=box.HEAVY_HEAD)
-    for i, col in enumerate(SWEEP_COLUMNS):
-        table.add_column(col, justify="right" if 0 < i < 6 else "left", overflow="fold",
-                         no_wrap=0 < i < 6 or col == "created")
-    problems = []
+    rows, problems = [], []
     for sweep_id in ids:
         try:
-            table.add_row(*sweep_row(store, store.open(sweep_id)))
+            rows.append(sweep_row(store, store.open(sweep_id)))
         except GrokError as exc:
-            table.add_row(Text(sweep_id), Text("unreadable", style="red"), *[Text("-")] * 6)
+            rows.append([Text(sweep_id), Text("unreadable", style="red"), *[Text("-")] * 6])
             problems.append(str(exc))
-    console.print(table)
+    # the axes wrap between axes, never inside one ("weight-decay(2)" whole)
+    widest_axis = max((len(word) for row in rows for word in row[6].plain.split()), default=4)
+    from rich.measure import Measurement
+
+    def table_of(compact: bool) -> Table:
+        table = Table(title=Text(f"sweeps in {store.root}"), box=None if compact else box.HEAVY_HEAD,
+                      pad_edge=not compact)
+        for i, col in enumerate(SWEEP_COLUMNS):
+            table.add_column(col, justify="right" if 0 < i < 6 else "left", overflow="fold",
+                             no_wrap=0 < i < 6 or col == "created",
+                             min_width=min(widest_axis, 24) if col == "axes" else None)
+        for row in rows:
+            table.add_row(*row)
+        return table
+
+    def fits(table: Table) -> bool:
+        return Measurement.get(console, console.options.update_width(100_000), table).minimum <= console.width
+
+    table = next((t for t in (table_of(False), table_of(True)) if fits(t)), None)
+    if table is not None:  # the boxed table, else one without box and edges
+        console.print(table)
+    else:  # too narrow for the table: a sweep per paragraph, wrapped by Rich, never cut
+        console.print(Text(f"sweeps in {store.root}"))
+        for row in rows:
+            console.print(Text("  ").join(Text(f"{name} ") + cell for name, cell in zip(SWEEP_COLUMNS, row)))
     for problem in problems:
         console.print(Text(f"unreadable sweep: {problem}", style="red"), soft_wrap=True)
     return 0
