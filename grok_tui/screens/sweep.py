@@ -139,9 +139,13 @@ class PhaseMap(Heatmap):
             return super()._legend()
         axis_style = self.get_component_rich_style("heatmap--axis")
         if d.mode == "phase":
+            # the phases' names whole where they fit (58 cells), else their first 5 letters
+            width = sum(len(name) + 4 for name in PHASES)
+            cut = None if width <= self.size.width else 5
             segments: list[Segment] = []
             for name, rgb in zip(PHASES, PHASE_RGB):
-                segments += [Segment("  ", Style(bgcolor=Color.from_rgb(*rgb))), Segment(f" {name[:5]} ", axis_style)]
+                segments += [Segment("  ", Style(bgcolor=Color.from_rgb(*rgb))),
+                             Segment(f" {name[:cut]} ", axis_style)]
             return segments
         if self.grid is None or not np.isfinite(self.grid.values).any():
             return [Segment("no values yet", axis_style)]
@@ -383,7 +387,7 @@ class SweepScreen(Screen):
         training = "  ·  training (s stops)" if self.trainer is not None else ""
         self.query_one("#sweep-title", Static).update(Content(
             f"sweep {self.sweep_id}  ·  {done}/{len(self.figures)} done{training}  ·  x {self.x}{y}  ·  "
-            f"colour {self.mode}  (x/y axes, c colour, f fixed, Enter open)"))
+            f"colour {self.mode}"))  # the keys are in the footer
 
     def _draw_member(self) -> None:
         members = self.query_one(PhaseMap).cell_members()
