@@ -396,7 +396,10 @@ class Heatmap(Widget, can_focus=True):
 
     def _title_strip(self, width: int) -> Strip:
         title = self._title_text()
-        strip = Strip([Segment(f" {title[: max(width - 2, 0)]} ", self.get_component_rich_style("heatmap--title"))])
+        room = max(width - 2, 0)
+        if len(title) > room:  # cut where it must be, and visibly so
+            title = title[: max(room - 1, 0)] + "…"
+        strip = Strip([Segment(f" {title} ", self.get_component_rich_style("heatmap--title"))])
         return strip.extend_cell_length(width, self.rich_style).crop(0, width)
 
     def _ticks_text(self, lay: _Layout) -> str:
