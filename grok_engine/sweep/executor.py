@@ -3,9 +3,9 @@ the local executor (parallel processes) or by Ray (tasks on a cluster).
 
 A pack is trained by a ``train_pack(runs_dir, run_ids, device="auto", stop=None,
 on_progress=None) -> {run_id: "done" | "stopped" | "diverged"}`` function (the sweep
-contract): :func:`grok_engine.sweep.pack.train_pack` (one stacked model) when that module
-exists, else :func:`train_pack_solo` (each member in turn on the solo path, as
-``grok-tui train`` does). Either resumes every member from its own last checkpoint, so a
+contract): :func:`grok_engine.sweep.pack.train_pack` (one stacked model), or in tests
+:func:`train_pack_solo` (each member in turn on the solo path, as ``grok-tui train``
+does). Either resumes every member from its own last checkpoint, so a
 pack that is run again (after a SIGKILL, or Ray retrying a killed worker) continues where
 each member's files end and skips the finished ones.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import math
 import os
 import queue as queue_mod
@@ -36,10 +35,6 @@ from grok_engine.sweep.store import DIVERGED, DONE, Sweep, SweepStore, member_st
 
 TrainPack = Callable[..., dict[str, str]]
 OnProgress = Callable[[str, int, int], None]  # (run_id, epoch, target epoch)
-# Without grok_engine.sweep.pack.pack_size the pack limit is this: with the solo path a
-# pack is only a queue of members, and a large limit lets the executor split a group
-# evenly over its workers (ceil(members / workers) per pack) so both cores stay busy.
-FALLBACK_PACK_SIZE = 64
 LOCAL_WORKERS = 2  # one process per core of the 2-core CI machine, one thread each
 PROGRESS_EVERY_S = 0.25  # a worker reports a member's epoch at most this often
 RAY_MAX_RETRIES = 3  # a pack whose worker dies is run again, resuming from checkpoints
@@ -53,35 +48,19 @@ class Pack:
     shape: tuple
 
 
-def shape_key(config: RunConfig) -> tuple:
-    """What members must share to be stacked: the task, p and every model size (the init
-    seed, the split and all training settings stay each member's own)."""
-    t, m = config.task, config.model
-    return (t.task, t.p, m.n_layers, m.n_heads, m.d_model, m.d_head, m.d_mlp, m.act_fn,
-            m.normalization, config.train.freeze_biases)
-
-
 def default_train_pack() -> TrainPack:
-    """The stacked trainer when it is installed, else the solo path."""
-    try:
-        from grok_engine.sweep.pack import train_pack
-    except ImportError:
-        return train_pack_solo
+    """The stacked trainer (imported when a sweep trains: it brings torch)."""
+    from grok_engine.sweep.pack import train_pack
+
     return train_pack
 
 
 def pack_limit(config: RunConfig, device: str, n_members: int) -> int:
-    """How many members of ``config``'s shape one pack may hold on ``device``:
-    ``grok_engine.sweep.pack.pack_size`` (measured by the stacked trainer) when it
-    exists, given the arguments it names among config, device and n_members; else
-    FALLBACK_PACK_SIZE."""
-    try:
-        from grok_engine.sweep.pack import pack_size
-    except ImportError:
-        return FALLBACK_PACK_SIZE
-    offered = {"config": config, "device": device, "n_members": n_members}
-    names = inspect.signature(pack_size).parameters
-    return max(1, int(pack_size(**{k: v for k, v in offered.items() if k in names})))
+    """How many members of ``config``'s shape one pack may hold on ``device``: what the
+    stacked trainer measured (``grok_engine.sweep.pack.pack_size``)."""
+    from grok_engine.sweep.pack import pack_size
+
+    return max(1, int(pack_size(device, config)))
 
 
 def make_packs(sweep: Sweep, run_ids: list[str], device: str, workers: int,
@@ -89,6 +68,8 @@ def make_packs(sweep: Sweep, run_ids: list[str], device: str, workers: int,
     """``run_ids`` (members of ``sweep``) grouped by shape, each group cut into packs of
     at most ``limit`` members, and evenly: ceil(group / workers) when that is smaller,
     so that every worker gets a pack. Members order is kept within a pack."""
+    from grok_engine.sweep.stacked import shape_key  # what a pack's members must share
+
     index = {rid: i for i, rid in enumerate(sweep.run_ids)}
     groups: dict[tuple, list[str]] = {}
     configs: dict[tuple, RunConfig] = {}

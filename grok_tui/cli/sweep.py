@@ -117,7 +117,7 @@ def base_and_axes(args: argparse.Namespace, flags: dict):
 def check_resources(members: list, device_name: str, force: bool) -> None:
     """The device exists, and (unless ``force``) each distinct shape fits its memory."""
     from grok_engine.memory import check_fits
-    from grok_engine.sweep.executor import shape_key
+    from grok_engine.sweep.stacked import shape_key
     from grok_engine.train import pick_device
 
     device = pick_device(device_name)
