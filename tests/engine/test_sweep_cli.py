@@ -155,7 +155,15 @@ def test_ctrl_c_then_sigkill_then_resume_finishes_every_member_from_its_checkpoi
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert "partial" in statuses(), statuses()
-    before = {rid: files(runs / rid) for rid in store.open("kill").run_ids}
+    # the workers die with the driver, but a moment later (PR_SET_PDEATHSIG): read the
+    # files once they stop changing, or a write of a dying worker looks like a rewrite
+    before, deadline = None, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = {rid: files(runs / rid) for rid in store.open("kill").run_ids}
+        if now == before:
+            break
+        before = now
+        time.sleep(1.0)
     finished = [rid for rid, s in zip(store.open("kill").run_ids, statuses()) if s == "done"]
 
     # 3. resumed to the end
