@@ -46,7 +46,6 @@ class Context:
     last: Any = field(init=False)
     _model: Any = field(init=False, default=None)
     _cache: Any = field(init=False, default=None)
-    _neuron_acts_f64: torch.Tensor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         from grok_engine.fast import last_position
@@ -125,17 +124,17 @@ class Context:
         activations (condition number ~3e7 on the notebook's p=10 run), so the float32
         forward's last-bit differences between BLAS kernels (AVX2 vs AVX-512 vs SSE: other
         summation orders) moved its R^2 in the third digit. In float64 the activations, and
-        so the fit, are a property of the weights. Built on first use (one extra forward of
-        the last position, stopped at hook_post).
-        """
-        if self._neuron_acts_f64 is None:
-            from grok_engine.fast import last_mlp_post
+        so the fit, are a property of the weights.
 
-            w64 = {k: v.to(torch.float64) for k, v in self.weights.items()}
-            with torch.inference_mode():
-                self._neuron_acts_f64 = last_mlp_post(w64, self.tokens[:, 0], self.tokens[:, 1],
-                                                      self.config.model)
-        return self._neuron_acts_f64
+        Computed on each access (one forward of the last position in float64, stopped at
+        hook_post), not kept: at p=113 it is 52 MB, as much as the rest of the context, and
+        only the probe reads it, once per checkpoint (the session caches the probe's result).
+        """
+        from grok_engine.fast import last_mlp_post
+
+        w64 = {k: v.to(torch.float64) for k, v in self.weights.items()}
+        with torch.inference_mode():
+            return last_mlp_post(w64, self.tokens[:, 0], self.tokens[:, 1], self.config.model)
 
     @property
     def neuron_pre_acts(self) -> torch.Tensor:

@@ -9,7 +9,10 @@ Threads and locks:
 - the **engine thread** (one, started on first use) builds checkpoint contexts and runs
   studies, user requests first, prefetch after (a priority queue). It is the only thread
   that touches the context and result caches, under ``_engine_lock`` (export from the
-  caller's thread takes it too), so torch work never runs twice at once;
+  caller's thread takes it too), so torch work never runs twice at once. The result
+  cache has its own ``_results_lock`` besides: :meth:`RunSession.request` serves a cached
+  result (a revisit) on the caller's thread at once, instead of queueing it behind the
+  engine thread's current job (a neighbour's prefetch takes ~0.3-1 s at p=113);
 - the **training thread** (while training) spawns the training child and reads its
   JSON lines (:class:`~grok_engine.session.training.TrainingClient`);
 - ``_state_lock`` guards what those threads and the caller share: the run (replaced when
@@ -41,9 +44,9 @@ from grok_engine.session.events import (CheckpointsChanged, Error, Event, Result
 from grok_engine.session.training import TrainingClient, extend_plan
 from grok_engine.studies.schema import SCHEMAS
 
-# A p=113 context is ~65 MB at '=' plus ~52 MB once the probe built its float64 copy:
+# A p=113 context is ~65 MB at '=' (the probe's float64 activations are not kept in it):
 # three of them (the selected checkpoint and its two neighbours) fit, the app stays < 1 GiB.
-DEFAULT_CONTEXT_BYTES = 384 * 2**20
+DEFAULT_CONTEXT_BYTES = 256 * 2**20
 DEFAULT_RESULT_BYTES = 96 * 2**20
 
 PRIORITY_REQUEST, PRIORITY_PREFETCH_RESULT, PRIORITY_PREFETCH_CONTEXT = 0, 1, 2
@@ -132,6 +135,7 @@ class RunSession:
         self._engine_lock = threading.Lock()
         self._contexts: ByteLRU = ByteLRU(context_bytes)
         self._results: ByteLRU = ByteLRU(result_bytes)
+        self._results_lock = threading.Lock()  # inside _engine_lock where both are held
         self._threads_for: bool | None = None
         self.computed = {"contexts": 0, "studies": 0}  # what was computed, not served from cache
         self._deliver_lock = threading.Lock()
@@ -267,8 +271,9 @@ class RunSession:
                 extras: Iterable[str] = ()) -> Request:
         """``study`` with ``options`` at ``epoch`` (default: the selected checkpoint), and
         the ``extras`` studies beside it with their default options, computed on the engine
-        thread (or served from the result cache); delivered as ResultReady, or Error
-        ("study"). Every earlier request still outstanding is superseded (cancelled)."""
+        thread and delivered from there as ResultReady, or Error ("study"); a result in the
+        cache is delivered before this returns, on the caller's thread. Every earlier
+        request still outstanding is superseded (cancelled)."""
         epoch = self.selected if epoch is None else epoch
         if epoch is None:
             raise GrokError(f"run {self.run.id} has no checkpoint selected")
@@ -278,28 +283,39 @@ class RunSession:
                 old.cancel()
             self._requests = [req]
             self._visible = (study, dict(req.options), req.extras)
-        self._submit(PRIORITY_REQUEST, lambda: self._serve(req))
+        with self._results_lock:
+            hit = self._results.get(self._result_key(study, epoch, req.options, req.extras))
+        if hit is not None:
+            self._ready(req, hit)
+            self._finished(req)
+        else:
+            self._submit(PRIORITY_REQUEST, lambda: self._serve(req))
         self._schedule_prefetch()
         return req
 
     def _serve(self, req: Request) -> None:
         try:
             if not req.cancelled:
-                result, extras, errors = self._compute(req.study, req.epoch, req.options, req.extras,
-                                                       cancelled=lambda: req.cancelled)
-                req.result = result
-                self._deliver(req, ResultReady(req.id, req.study, req.epoch, dict(req.options),
-                                               result, extras, errors))
+                self._ready(req, self._compute(req.study, req.epoch, req.options, req.extras,
+                                               cancelled=lambda: req.cancelled))
         except _Cancelled:
             pass
         except Exception as exc:  # noqa: BLE001 - shown by the front end, never a traceback
             req.error = describe(exc)
             self._deliver(req, Error("study", req.error, req.study, req.epoch, req.id))
         finally:
-            with self._state_lock:
-                if req in self._requests:
-                    self._requests.remove(req)
-            req._done.set()
+            self._finished(req)
+
+    def _ready(self, req: Request, entry: tuple[Any, dict[str, Any], tuple[str, ...]]) -> None:
+        result, extras, errors = entry
+        req.result = result
+        self._deliver(req, ResultReady(req.id, req.study, req.epoch, dict(req.options), result, extras, errors))
+
+    def _finished(self, req: Request) -> None:
+        with self._state_lock:
+            if req in self._requests:
+                self._requests.remove(req)
+        req._done.set()
 
     def _deliver(self, req: Request, event: Event) -> None:
         with self._deliver_lock:
@@ -320,7 +336,8 @@ class RunSession:
 
         key = self._result_key(study, epoch, options, extras)
         with self._engine_lock:
-            hit = self._results.get(key)
+            with self._results_lock:
+                hit = self._results.get(key)
             if hit is not None:
                 return hit
             ctx = self._context(epoch)
@@ -336,9 +353,10 @@ class RunSession:
                 except Exception as exc:  # noqa: BLE001 - one line per failed extra
                     errors.append(f"{name}: {describe(exc)}")
             entry = (result, extra_results, tuple(errors))
-            if study == "progress":  # the curves study's phases read the measures it cached
-                self._results.drop(lambda k: k[0] != "curves")
-            self._results.put(key, entry)
+            with self._results_lock:
+                if study == "progress":  # the curves study's phases read the measures it cached
+                    self._results.drop(lambda k: k[0] != "curves")
+                self._results.put(key, entry)
             self._contexts.remeasure(self._context_key(epoch))  # the study may have grown it
             return entry
 
@@ -371,13 +389,15 @@ class RunSession:
     def cache_bytes(self) -> dict[str, int]:
         """Bytes held now by the context and result caches."""
         with self._engine_lock:
-            return {"contexts": self._contexts.total_bytes, "results": self._results.total_bytes}
+            with self._results_lock:
+                return {"contexts": self._contexts.total_bytes, "results": self._results.total_bytes}
 
     def drop_caches(self) -> None:
         """Forget every cached context and result (a benchmark's cold start)."""
         with self._engine_lock:
             self._contexts.clear()
-            self._results.clear()
+            with self._results_lock:
+                self._results.clear()
 
     def cached_epochs(self) -> list[int]:
         """Epochs whose context is cached, oldest use first."""
@@ -468,7 +488,8 @@ class RunSession:
                     self._queue_cv.notify_all()
         with self._engine_lock:  # closed: the activations go now, whoever holds the session
             self._contexts.clear()
-            self._results.clear()
+            with self._results_lock:
+                self._results.clear()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until the engine has nothing queued or running (prefetch included)."""
@@ -622,7 +643,8 @@ class RunSession:
         if self._engine_lock.acquire(timeout=0):  # else the engine thread frees them after its job
             try:
                 self._contexts.clear()
-                self._results.clear()
+                with self._results_lock:
+                    self._results.clear()
             finally:
                 self._engine_lock.release()
 

@@ -20,7 +20,9 @@ data), naming every series and vertical line, each in its colour.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import pickle
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -29,10 +31,12 @@ import numpy as np
 from rich.color import Color, ColorParseError
 from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.message import Message
 from textual_plotext import PlotextPlot
 
 RGB = tuple[int, int, int]
+CACHED_FIGURES = 3  # built figures a plot keeps (see BasePlot._figures): back and forth over a step
 
 # Series colours (Okabe-Ito's colour-blind-safe set, read on dark and light themes); no red
 # and no pink or violet among them: those are the selected checkpoint's and the phases'.
@@ -185,6 +189,13 @@ class BasePlot(PlotextPlot):
         self._built: tuple[tuple[int, int, str], int, Text] | None = None
         self._requested: tuple[tuple[int, int, str], int] | None = None
         self._figure_lock = threading.Lock()  # one build at a time on this figure
+        # Figures built before, by (size key, fingerprint of the data): stepping back to a
+        # checkpoint draws the same data again, and a plotext build is ~20-100 ms of Python
+        # (the Fourier pane at p=113: 104 ms of its revisit) that contends for the GIL with
+        # the prefetch of the next checkpoint.
+        self._figures: LRUCache[tuple[tuple[int, int, str], bytes], Text] = LRUCache(CACHED_FIGURES)
+        self._fingerprint: bytes | None = None
+        self._base_attributes = frozenset(vars(self)) - {"title", "xlabel", "ylabel"}
 
     def _start(self, plt: Any) -> None:
         if self.title:
@@ -203,9 +214,22 @@ class BasePlot(PlotextPlot):
         return []
 
     def redraw(self) -> None:
-        """The data changed: build the figure again (shown when the build is done)."""
+        """The data changed: build the figure again (shown when the build is done), or show
+        the one built before for the same data and size."""
         self._generation += 1
+        self._fingerprint = self.fingerprint()
         self.refresh()
+
+    def fingerprint(self) -> bytes | None:
+        """A digest of what ``draw`` and ``legend_items`` read: the public attributes a
+        subclass set (its data) and the labels. None when they cannot be pickled (no reuse)."""
+        state = sorted((k, v) for k, v in vars(self).items()
+                       if not k.startswith("_") and k not in self._base_attributes)
+        try:
+            return hashlib.blake2b(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL),
+                                   digest_size=16).digest()
+        except Exception:  # noqa: BLE001 - an attribute pickle cannot write: build every time
+            return None
 
     @property
     def build_pending(self) -> bool:
@@ -221,6 +245,10 @@ class BasePlot(PlotextPlot):
             return Text("")
         if self._built is not None and self._built[:2] == (key, self._generation):
             return self._built[2]
+        known = self._figures.get((key, self._fingerprint)) if self._fingerprint is not None else None
+        if known is not None:
+            self._built = (key, self._generation, known)
+            return known
         if self._requested != (key, self._generation):
             self._requested = (key, self._generation)
             generation = self._generation
@@ -253,6 +281,8 @@ class BasePlot(PlotextPlot):
     def on_plot_built(self, message: PlotBuilt) -> None:
         if message.generation == self._generation:
             self._built = (message.key, message.generation, message.text)
+            if self._fingerprint is not None and not message.text.plain.startswith("plot failed"):
+                self._figures[(message.key, self._fingerprint)] = message.text
             self.refresh()
 
 

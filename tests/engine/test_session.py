@@ -152,6 +152,25 @@ def test_a_revisited_checkpoint_is_served_from_the_cache(tiny):
     session.close()
 
 
+def test_a_revisit_is_delivered_at_once_while_the_engine_is_busy(tiny):
+    """A cached result does not queue behind the engine thread's current job (at p=113 a
+    neighbour's prefetch holds the engine for ~0.3-1 s)."""
+    store, run = tiny
+    session, events = opened(store, run, prefetch=False)
+    first = served(session, "neurons", 150, extras=("probe",))
+    served(session, "neurons", 120, extras=("probe",))
+    with session._engine_lock:  # the engine is busy computing something else
+        again = session.request("neurons", epoch=150, extras=("probe",))
+        assert again.wait(5) and again.result is first.result
+        missing = session.request("neurons", epoch=100, extras=("probe",))  # not cached: waits
+        assert not missing.wait(0.2)
+    assert missing.wait(WAIT_S)
+    revisit = next(e for e in events.of(ResultReady) if e.request_id == again.id)
+    assert revisit.result is first.result and set(revisit.extras) == {"probe"}
+    assert session.computed["studies"] == 3
+    session.close()
+
+
 def test_prefetch_computes_the_neighbours_so_a_step_is_a_cache_hit(tiny):
     store, run = tiny
     session, _ = opened(store, run)

@@ -671,9 +671,38 @@ async def test_log_line_plot_builds_again_after_the_first_build():
         first = text_of(plot)
         assert "losses" in first
         for _ in range(2):  # a second and third build of the same data
+            plot._figures.clear()  # else the figure built before is shown again, unbuilt
             plot.redraw()
             await wait_built(app, pilot, plot)
             assert text_of(plot) == first
+
+
+async def test_data_shown_before_shows_its_figure_again_without_a_build():
+    """Stepping back to a checkpoint draws the same data: the figure built for it is reused
+    (a plotext build is tens of ms of Python), and any change of the data builds anew."""
+    from grok_tui.widgets.plots import Series, VLine
+
+    plot = LinePlot()
+    app = PaneApp(plot)
+    builds: list[int] = []
+    async with app.run_test(size=SIZE) as pilot:
+        build = plot.plt.build
+        plot.plt.build = lambda: (builds.append(1), build())[1]
+        a = [Series("test_loss", [0, 50, 100], [2.6, 0.5, 1e-3])]
+        b = [Series("test_loss", [0, 50, 100], [2.6, 0.4, 1e-3])]
+        plot.set_data(a, title="losses", log_y=True)
+        plot.set_marker(VLine(50, "selected", "red"))
+        await wait_built(app, pilot, plot)
+        at_50 = text_of(plot)
+        plot.set_marker(VLine(100, "selected", "red"))
+        await wait_built(app, pilot, plot)
+        assert len(builds) == 2 and text_of(plot) != at_50
+        plot.set_marker(VLine(50, "selected", "red"))  # back: the same data as the first
+        await pilot.pause()
+        assert not plot.build_pending and text_of(plot) == at_50 and len(builds) == 2
+        plot.set_data(b, title="losses", log_y=True)  # other data: built
+        await wait_built(app, pilot, plot)
+        assert len(builds) == 3
 
 
 async def test_plots_build_off_the_ui_thread_and_show_only_the_latest_data():

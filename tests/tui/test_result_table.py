@@ -216,6 +216,30 @@ async def test_enter_and_a_second_click_select_the_raw_row():
         assert app.selected[-1].row["name"] == "z" and np.isnan(app.selected[-1].row["value"])
 
 
+async def test_a_table_shown_again_keeps_its_column_layout(monkeypatch):
+    """A revisited checkpoint gives back the very Table objects of the session's cache:
+    their widths are not measured again (sizing a wide table formats every cell)."""
+    from grok_tui.widgets import result_table
+
+    measured: list[int] = []
+    real = result_table.column_width
+    monkeypatch.setattr(result_table, "column_width", lambda values: (measured.append(1), real(values))[1])
+    first = Table("t", {"name": ["a", "b"], "value": [1.5, -0.001234]})
+    second = Table("t", {"name": ["a", "b"], "value": [2.0, 3.0]})
+    app = TableApp()
+    async with app.run_test(size=SIZE) as pilot:
+        widget = app.widget
+        widget.set_table(first)
+        widget.set_table(second)
+        count = len(measured)
+        widget.set_table(first)
+        await pilot.pause()
+        assert len(measured) == count  # remembered
+        assert widget._widths[1] == len("-0.001234")
+        widget.set_table(Table("t", {"name": ["a", "b"], "value": [1.5, -0.001234]}))  # equal, not the same
+        assert len(measured) == count + 2
+
+
 async def test_empty_and_missing_tables_render_without_rows():
     app = TableApp()
     widget = app.widget
