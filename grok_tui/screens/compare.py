@@ -178,6 +178,7 @@ class CompareScreen(Screen):
         # the GIL between checkpoints) waits for it, so as not to slow the first paint
         self._painted = threading.Event()
         self._paint_timer: Any = None
+        self._loaded_at = 0.0
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare"):
@@ -252,10 +253,14 @@ class CompareScreen(Screen):
         self.redraw()
         self.query_one(ResultTable).focus()
         self._paint_timer = self.set_interval(0.01, self._check_painted)
+        self._loaded_at = time.monotonic()
 
     def _check_painted(self) -> None:
+        """Sets ``_painted`` once the loss overlay is built; gives up when the worker has."""
         if not self.query_one("#compare-curves", ComparePlot).build_pending:
             self._painted.set()
+            self._paint_timer.stop()
+        elif time.monotonic() - self._loaded_at > PAINT_WAIT_S:
             self._paint_timer.stop()
 
     def on_compare_computing(self, message: CompareComputing) -> None:
