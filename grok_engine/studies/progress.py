@@ -192,10 +192,11 @@ def _cached_rows(loaded: Cached | None, key: dict[str, str]) -> dict[int, tuple[
         return {}
 
 
-def cached_measures(run: "Run") -> dict[str, np.ndarray] | None:
-    """The table "measures" (epoch, then one column per measure) that
-    :func:`progress_measures` would return now, read from the cache alone; None when the
-    cache is absent, stale or lacks one of the run's checkpoints. Nothing is computed."""
+def cached_progress(run: "Run") -> tuple[dict[str, np.ndarray], list[int]] | None:
+    """(the table "measures" as columns: epoch [c], then one [c] column per measure; the
+    key frequencies) that :func:`progress_measures` would return now, read from the cache
+    alone (one read of its file); None when the cache is absent, stale or lacks one of the
+    run's checkpoints. Nothing is computed."""
     epochs = run.checkpoint_epochs()
     if not epochs:
         return None
@@ -207,8 +208,19 @@ def cached_measures(run: "Run") -> dict[str, np.ndarray] | None:
     if any(e not in rows for e in epochs):
         return None
     measures = np.array([rows[e][0] for e in epochs], dtype=np.float64)
-    return {"epoch": np.asarray(epochs, dtype=np.int64),
-            **{name: measures[:, j] for j, name in enumerate(MEASURES)}}
+    return ({"epoch": np.asarray(epochs, dtype=np.int64),
+             **{name: measures[:, j] for j, name in enumerate(MEASURES)}}, known[0])
+
+
+def cached_measures(run: "Run") -> dict[str, np.ndarray] | None:
+    """The table "measures" of :func:`cached_progress` (None as there)."""
+    cached = cached_progress(run)
+    return None if cached is None else cached[0]
+
+
+class ProgressStopped(Exception):
+    """``progress_measures`` was told to stop between two checkpoints (its ``should_stop``);
+    the checkpoints computed before are in the cache."""
 
 
 def _newest_readable(run: "Run", epochs: list[int],
@@ -223,18 +235,33 @@ def _newest_readable(run: "Run", epochs: list[int],
     raise GrokError(f"no checkpoint of run {run.id} can be read: {skipped[epochs[-1]]}")
 
 
+def _save_cache(run: "Run", rows: dict[int, tuple[list[float], list[float], list[float]]],
+                shares: np.ndarray, key: dict[str, str]) -> None:
+    """The cache file of ``rows`` (epoch -> measures, cos_coeffs, cos_sim), in epoch order."""
+    epochs = sorted(rows)
+    run.save_analysis(CACHE_NAME, {
+        "epochs": torch.tensor(epochs, dtype=torch.int64),
+        **{name: torch.tensor([rows[e][j] for e in epochs], dtype=torch.float64)
+           for j, name in enumerate(("measures", "cos_coeffs", "cos_sim"))},
+        "neuron_shares": torch.from_numpy(np.ascontiguousarray(shares, dtype=np.float64)),
+    }, key)
+
+
 def progress_measures(run: "Run", progress_callback: ProgressCallback | None = None,
-                      save_cache: bool = True) -> StudyResult:
+                      save_cache: bool = True, should_stop: Callable[[], bool] | None = None) -> StudyResult:
     """Progress measures of every checkpoint of ``run`` (see the module docstring).
 
     ``progress_callback(done, to_do, epoch)`` is called after each checkpoint computed
-    (not for those read from the cache). Returns tables "measures" (epoch + one column per
-    measure), "cos_coeffs" (epoch, freq_1 ..), "key_frequencies" and grid "cos_sim"
-    (frequency x epoch); scalars key_frequencies, n_checkpoints, n_computed and the phase
-    ends these measures give (:func:`grok_engine.studies.curves.find_phases`). A checkpoint
-    that cannot be read is skipped: scalar ``skipped_checkpoints`` lists its epoch and
-    ``note`` names its file. The cache is written when ``save_cache`` and the run folder
-    allows (best-effort).
+    (not for those read from the cache). ``should_stop()`` is asked before each checkpoint
+    to compute: when it says True, the checkpoints computed so far are cached (a later
+    call computes only the others) and :class:`ProgressStopped` is raised.
+
+    Returns tables "measures" (epoch + one column per measure), "cos_coeffs" (epoch,
+    freq_1 ..), "key_frequencies" and grid "cos_sim" (frequency x epoch); scalars
+    key_frequencies, n_checkpoints, n_computed and the phase ends these measures give
+    (:func:`grok_engine.studies.curves.find_phases`). A checkpoint that cannot be read is
+    skipped: scalar ``skipped_checkpoints`` lists its epoch and ``note`` names its file.
+    The cache is written when ``save_cache`` and the run folder allows (best-effort).
     """
     epochs = run.checkpoint_epochs()
     if not epochs:
@@ -255,6 +282,10 @@ def progress_measures(run: "Run", progress_callback: ProgressCallback | None = N
     if todo:
         shared = _Pass(run, key_freqs)
         for i, epoch in enumerate(todo):
+            if should_stop is not None and should_stop():
+                if save_cache and any(e not in cached for e in rows):
+                    _save_cache(run, rows, shares, key)
+                raise ProgressStopped(f"stopped after {i} of {len(todo)} checkpoints of run {run.id}")
             try:
                 weights = final if epoch == final_epoch and final is not None else run.load_checkpoint(epoch)
             except CorruptCheckpoint as exc:  # one bad file hides nothing else
@@ -275,13 +306,7 @@ def progress_measures(run: "Run", progress_callback: ProgressCallback | None = N
     stale = computed or set(cached) != set(epochs) or loaded is None \
         or loaded[1].get("final_epoch") != str(final_epoch)
     if save_cache and stale:
-        run.save_analysis(CACHE_NAME, {
-            "epochs": torch.tensor(epochs, dtype=torch.int64),
-            "measures": torch.from_numpy(measures),
-            "cos_coeffs": torch.from_numpy(cos_coeffs),
-            "cos_sim": torch.from_numpy(cos_sim),
-            "neuron_shares": torch.from_numpy(np.ascontiguousarray(shares, dtype=np.float64)),
-        }, key)
+        _save_cache(run, rows, shares, key)
 
     p = run.config.task.p
     freqs = list(range(1, n_frequencies(p) + 1))

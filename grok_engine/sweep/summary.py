@@ -5,15 +5,21 @@ A row (:class:`RunFigures`) holds the run's grid values when it is a sweep membe
 config.json's ``"sweep": {"id", "values"}``), its status, its phase with the 99% epochs and
 the grokking delay (:mod:`grok_engine.sweep.phases`), the final accuracies and losses,
 and, from the progress study (:func:`grok_engine.studies.progress.progress_measures`, read
-from its cache beside the run when there is one), the weight norm (sum of squared weights)
-of the last checkpoint; for the cyclic tasks (mod_add, mod_sub) also the key frequencies
-and the final restricted and excluded loss. With ``compute=False`` nothing is computed:
-the progress figures are None unless the cache has them.
+from its cache beside the run when there is one: :func:`run_progress`), the weight norm
+(sum of squared weights) of the last checkpoint; for the cyclic tasks (mod_add, mod_sub)
+also the key frequencies and the final restricted and excluded loss.
+
+With ``compute=False`` nothing is computed: the progress figures are None / NaN unless
+the cache has them (a read of the run's config, metrics and that cache: what the sweep
+screen and the comparison's first paint can afford). With ``compute=True`` the progress
+measures the cache lacks are computed (seconds per run at p=113) and cached. A caller that
+shows the cheap figures first and the progress ones later (the comparison screen) calls
+``run_figures(run, compute=False)``, then :func:`run_progress` with ``compute=True`` and
+``run_figures(run, progress=...)`` with what it returned.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
@@ -98,29 +104,50 @@ def _last(values: np.ndarray) -> float:
     return float(finite[-1]) if len(finite) else NAN
 
 
-def _progress_figures(run: "Run", compute: bool) -> dict[str, Any]:
-    """weight_norm and, for a cyclic task, key_frequencies, restricted_loss, excluded_loss
-    of the last checkpoint, from the progress study (its cache alone unless ``compute``)."""
-    from grok_engine.studies.progress import CACHE_NAME, cached_measures, progress_measures
+@dataclass
+class RunProgress:
+    """What the progress study gives a run's figures: its table "measures" as columns
+    (``epoch`` [c], then one [c] column per measure, c checkpoints) and the final
+    checkpoint's key frequencies."""
 
-    measures = cached_measures(run)
-    if measures is not None:  # the cache covers every checkpoint: its key frequencies too
-        keys = json.loads(run.load_analysis(CACHE_NAME)[1]["key_frequencies"])
-    elif compute:
-        result = progress_measures(run)
-        measures, keys = result.tables["measures"].columns, result.scalars["key_frequencies"]
-    else:
-        return {}
-    last = {name: float(np.asarray(values)[-1]) for name, values in measures.items()}
+    measures: dict[str, np.ndarray]
+    key_frequencies: list[int]
+
+
+def run_progress(run: "Run", compute: bool, progress_callback: Any = None,
+                 should_stop: Any = None) -> RunProgress | None:
+    """The progress measures of ``run`` from the progress study's cache; when the cache
+    lacks some checkpoint and ``compute``, computed by
+    :func:`grok_engine.studies.progress.progress_measures` (which caches them, computing
+    only the checkpoints the cache lacks; ``progress_callback`` and ``should_stop`` are
+    passed on to it: it raises ProgressStopped when told to stop); else None. Raises
+    GrokError when they cannot be computed (no checkpoint readable)."""
+    from grok_engine.studies.progress import cached_progress, progress_measures
+
+    cached = cached_progress(run)
+    if cached is not None:
+        return RunProgress(*cached)
+    if not compute:
+        return None
+    result = progress_measures(run, progress_callback=progress_callback, should_stop=should_stop)
+    return RunProgress(result.tables["measures"].columns, list(result.scalars["key_frequencies"]))
+
+
+def _progress_figures(run: "Run", progress: RunProgress) -> dict[str, Any]:
+    """weight_norm and, for a cyclic task, key_frequencies, restricted_loss,
+    excluded_loss of the last checkpoint."""
+    last = {name: float(np.asarray(values)[-1]) for name, values in progress.measures.items()}
     out: dict[str, Any] = {"weight_norm": last["sum_sq_weights"]}
     if run.config.task.task in CYCLIC_TASKS:
-        out.update(key_frequencies=[int(k) for k in keys],
+        out.update(key_frequencies=[int(k) for k in progress.key_frequencies],
                    restricted_loss=last["restricted_loss"], excluded_loss=last["excluded_loss"])
     return out
 
 
-def run_figures(run: "Run", compute: bool = True) -> RunFigures:
-    """The figures of ``run`` (module docstring). Never raises for a bad run: its row has
+def run_figures(run: "Run", compute: bool = True, progress: RunProgress | None = None) -> RunFigures:
+    """The figures of ``run`` (module docstring). ``progress``: the run's progress
+    measures when the caller has them (:func:`run_progress`); else they are read from the
+    cache, or computed there when ``compute``. Never raises for a bad run: its row has
     status "unreadable" and ``error`` says why."""
     sweep = run.info.get("sweep") if isinstance(run.info.get("sweep"), dict) else {}
     values = sweep.get("values") if isinstance(sweep.get("values"), dict) else {}
@@ -137,7 +164,8 @@ def run_figures(run: "Run", compute: bool = True) -> RunFigures:
         fig.train_99, fig.test_99, fig.delay = ph.train_99, ph.test_99, ph.delay
         fig.train_acc, fig.test_acc = _last(metrics.train_acc), _last(metrics.test_acc)
         fig.train_loss, fig.test_loss = _last(metrics.train_loss), _last(metrics.test_loss)
-        for name, value in _progress_figures(run, compute).items():
+        progress = progress if progress is not None else run_progress(run, compute)
+        for name, value in (_progress_figures(run, progress) if progress else {}).items():
             setattr(fig, name, value)
     except GrokError as exc:
         fig.status, fig.error = "unreadable", str(exc)

@@ -13,7 +13,13 @@ from grok_engine.model import HookedGrokTransformer
 from grok_engine.store import RunStore
 from grok_engine.studies import progress as progress_module
 from grok_engine.studies import run_study
-from grok_engine.studies.progress import MEASURES, last_position_activations, progress_measures
+from grok_engine.studies.progress import (
+    MEASURES,
+    ProgressStopped,
+    cached_measures,
+    last_position_activations,
+    progress_measures,
+)
 from grok_engine.train import Checkpoint
 from grok_engine.weights import init_weights
 
@@ -235,6 +241,26 @@ def test_cache_is_reused_and_only_new_checkpoints_are_computed(tmp_path, monkeyp
     computed.clear()
     progress_measures(run, progress_callback=lambda done, total, epoch: computed.append(epoch))
     assert computed == [0, 50, 100, 150]
+
+
+def test_stopped_between_checkpoints_caches_what_it_computed(tmp_path):
+    run = make_run(tmp_path / "runs", epochs=150)
+    computed = []
+    with pytest.raises(ProgressStopped):
+        progress_measures(run, progress_callback=lambda done, total, epoch: computed.append(epoch),
+                          should_stop=lambda: len(computed) >= 2)
+    assert computed == [0, 50]
+    assert cached_measures(run) is None  # the cache lacks checkpoints 100 and 150
+    computed.clear()
+    rest = progress_measures(run, progress_callback=lambda done, total, epoch: computed.append(epoch))
+    assert computed == [100, 150] and rest.scalars["n_computed"] == 2
+    whole = progress_measures(run, save_cache=False)  # from the cache, now complete
+    fresh = progress_measures(make_run(tmp_path / "again", epochs=150), save_cache=False)
+    for name in ("measures", "cos_coeffs"):
+        for col, values in fresh.tables[name].columns.items():
+            assert np.allclose(np.asarray(values), np.asarray(whole.tables[name].columns[col]),
+                               rtol=1e-9, atol=0), (name, col)
+    assert whole.scalars["key_frequencies"] == fresh.scalars["key_frequencies"]
 
 
 def test_registry_entry_needs_a_run():
