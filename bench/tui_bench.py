@@ -231,9 +231,11 @@ def stop_training_child(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-async def shown_after(app, screen, pane, key: str, pause: float) -> float:
+async def shown_after(app, screen, pane, key: str, pause: float, extras: list | None = None) -> float:
     """Seconds from pressing ``key`` (a checkpoint step) to ``pane`` showing the new
-    checkpoint's result with its plots built; ``pause`` first (a user's pace)."""
+    checkpoint's result with its plots built; ``pause`` first (a user's pace). With
+    ``extras`` (a list), the seconds until its extra studies (the Neurons pane's probe
+    line) are in too are appended to it."""
     await asyncio.sleep(pause)
     step = {"left": -1, "right": 1}[key]
     target = screen.epochs[screen.index + step]
@@ -241,7 +243,11 @@ async def shown_after(app, screen, pane, key: str, pause: float) -> float:
     send_key(app, key)
     await wait_until(lambda: screen.shown.get(pane.STUDY, (None,))[0] == target and plots_built(pane), 120)
     await asyncio.sleep(0)
-    return time.perf_counter() - start
+    shown = time.perf_counter() - start
+    if extras is not None:
+        await wait_until(lambda: not pane.pending_extras, 120)
+        extras.append(time.perf_counter() - start)
+    return shown
 
 
 async def step_while_training(runs_dir: Path, run_id: str, steps: int = 100,
@@ -259,9 +265,10 @@ async def step_while_training(runs_dir: Path, run_id: str, steps: int = 100,
             for study, pane in screen.panes.items():
                 await pilot.press(pane.KEY)
                 await wait_until(lambda: study in screen.shown, 120)
-                first = await shown_after(app, screen, pane, "left", pause)  # not seen before
-                revisit = await shown_after(app, screen, pane, "right", pause)  # just seen
-                out[study] = (first, revisit)
+                extras: list[float] | None = [] if pane.EXTRA_STUDIES else None
+                first = await shown_after(app, screen, pane, "left", pause, extras)  # not seen before
+                revisit = await shown_after(app, screen, pane, "right", pause, extras)  # just seen
+                out[study] = (first, revisit, *(extras or ()))
             await pilot.press(next(p.KEY for p in screen.panes.values() if p.STUDY == "neurons"))
             await pilot.press("end")
             pane = screen.current_pane
@@ -281,7 +288,9 @@ def print_steps(run_id: str, result: dict[str, object]) -> None:
           f"(targets: step < 500 ms, revisit < 100 ms, RSS < 1024 MiB):")
     for study, value in result.items():
         if isinstance(value, tuple):
-            print(f"  {study:10s} first visit {value[0] * 1000:6.0f} ms   revisit {value[1] * 1000:6.0f} ms")
+            extra = (f"   (its extra studies in: {value[2] * 1000:.0f} ms, {value[3] * 1000:.0f} ms)"
+                     if len(value) == 4 else "")
+            print(f"  {study:10s} first visit {value[0] * 1000:6.0f} ms   revisit {value[1] * 1000:6.0f} ms{extra}")
     cache = ", ".join(f"{k} {v:.0f}" for k, v in result["cache_mib"].items())
     print(f"  RSS after {result['steps']} steps: {result['rss_mib']:.0f} MiB (caches MiB: {cache})")
 def ensure_sweep(runs_dir: Path, sweep_id: str, axes: list[tuple[str, list]], **fields) -> None:

@@ -5,11 +5,11 @@ No UI here; importing this package loads neither torch nor the run store (they a
 imported where the session first needs them), so a screen can import it at first paint.
 """
 
-from grok_engine.session.events import (CheckpointsChanged, Error, Event, ResultReady, RunOpened,
-                                        TrainingEnded, TrainingProgress, TrainingStarted)
+from grok_engine.session.events import (CheckpointsChanged, Error, Event, ExtraReady, ResultReady,
+                                        RunOpened, TrainingEnded, TrainingProgress, TrainingStarted)
 from grok_engine.session.run_session import Request, RunSession, describe, options_key
 from grok_engine.session.training import TrainingClient, extend_plan
 
-__all__ = ["RunSession", "Request", "RunOpened", "CheckpointsChanged", "ResultReady", "Error",
+__all__ = ["RunSession", "Request", "RunOpened", "CheckpointsChanged", "ResultReady", "ExtraReady", "Error",
            "TrainingStarted", "TrainingProgress", "TrainingEnded", "Event", "TrainingClient",
            "extend_plan", "describe", "options_key"]

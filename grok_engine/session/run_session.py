@@ -39,8 +39,8 @@ from typing import Any, Callable, Iterable
 from grok_engine.errors import GrokError
 from grok_engine.runtime import release_freed_memory
 from grok_engine.session.cache import ByteLRU
-from grok_engine.session.events import (CheckpointsChanged, Error, Event, ResultReady, RunOpened,
-                                        TrainingEnded, TrainingProgress, TrainingStarted)
+from grok_engine.session.events import (CheckpointsChanged, Error, Event, ExtraReady, ResultReady,
+                                        RunOpened, TrainingEnded, TrainingProgress, TrainingStarted)
 from grok_engine.session.training import TrainingClient, extend_plan
 from grok_engine.studies.schema import SCHEMAS
 
@@ -71,7 +71,7 @@ class Request:
     was cancelled. ``result``/``error`` are set when it is done."""
 
     def __init__(self, request_id: int, study: str, epoch: int, options: dict[str, Any],
-                 extras: tuple[str, ...], deliver_lock: threading.Lock) -> None:
+                 extras: tuple[str, ...], deliver_lock: "threading.RLock") -> None:
         self.id = request_id
         self.study = study
         self.epoch = epoch
@@ -138,7 +138,7 @@ class RunSession:
         self._results_lock = threading.Lock()  # inside _engine_lock where both are held
         self._threads_for: bool | None = None
         self.computed = {"contexts": 0, "studies": 0}  # what was computed, not served from cache
-        self._deliver_lock = threading.Lock()
+        self._deliver_lock = threading.RLock()  # a listener may cancel its request as it is told
         self._queue: list[tuple[int, int, Callable[[], None]]] = []
         self._queue_cv = threading.Condition()
         self._busy = False
@@ -271,9 +271,10 @@ class RunSession:
                 extras: Iterable[str] = ()) -> Request:
         """``study`` with ``options`` at ``epoch`` (default: the selected checkpoint), and
         the ``extras`` studies beside it with their default options, computed on the engine
-        thread and delivered from there as ResultReady, or Error ("study"); a result in the
-        cache is delivered before this returns, on the caller's thread. Every earlier
-        request still outstanding is superseded (cancelled)."""
+        thread and delivered from there: ResultReady (or Error, "study") as soon as the study
+        is done, with the extras already cached; then an ExtraReady for each of its
+        ``pending`` extras. What the cache holds is delivered before this returns, on the
+        caller's thread. Every earlier request still outstanding is superseded (cancelled)."""
         epoch = self.selected if epoch is None else epoch
         if epoch is None:
             raise GrokError(f"run {self.run.id} has no checkpoint selected")
@@ -283,11 +284,14 @@ class RunSession:
                 old.cancel()
             self._requests = [req]
             self._visible = (study, dict(req.options), req.extras)
-        with self._results_lock:
-            hit = self._results.get(self._result_key(study, epoch, req.options, req.extras))
-        if hit is not None:
-            self._ready(req, hit)
-            self._finished(req)
+        hit = self._cached(study, epoch, req.options)
+        if hit is not None:  # a revisit: shown now, not queued behind the engine's current job
+            extras = self._cached_extras(req)
+            self._ready(req, hit, extras)
+            if len(extras) == len(req.extras):
+                self._finished(req)
+            else:
+                self._submit(PRIORITY_REQUEST, lambda: self._serve_extras(req, extras))
         else:
             self._submit(PRIORITY_REQUEST, lambda: self._serve(req))
         self._schedule_prefetch()
@@ -296,8 +300,10 @@ class RunSession:
     def _serve(self, req: Request) -> None:
         try:
             if not req.cancelled:
-                self._ready(req, self._compute(req.study, req.epoch, req.options, req.extras,
-                                               cancelled=lambda: req.cancelled))
+                result = self._compute(req.study, req.epoch, req.options, cancelled=lambda: req.cancelled)
+                extras = self._cached_extras(req)
+                self._ready(req, result, extras)
+                self._serve_extras(req, extras, finish=False)
         except _Cancelled:
             pass
         except Exception as exc:  # noqa: BLE001 - shown by the front end, never a traceback
@@ -306,10 +312,41 @@ class RunSession:
         finally:
             self._finished(req)
 
-    def _ready(self, req: Request, entry: tuple[Any, dict[str, Any], tuple[str, ...]]) -> None:
-        result, extras, errors = entry
+    def _serve_extras(self, req: Request, known: dict[str, Any], finish: bool = True) -> None:
+        """Compute and deliver the extras of ``req`` not in ``known``, one by one (engine
+        thread); stops when the request is cancelled."""
+        try:
+            for name in req.extras:
+                if name in known:
+                    continue
+                if req.cancelled:
+                    return
+                try:
+                    event = ExtraReady(req.id, req.study, req.epoch, dict(req.options), name,
+                                       self._compute(name, req.epoch, {}, cancelled=lambda: req.cancelled))
+                except _Cancelled:
+                    return
+                except Exception as exc:  # noqa: BLE001 - one line in the pane
+                    event = ExtraReady(req.id, req.study, req.epoch, dict(req.options), name,
+                                       error=f"{name}: {describe(exc)}")
+                self._deliver(req, event)
+        finally:
+            if finish:
+                self._finished(req)
+
+    def _cached(self, study: str, epoch: int, options: dict[str, Any]) -> Any:
+        with self._results_lock:
+            return self._results.get(self._result_key(study, epoch, options))
+
+    def _cached_extras(self, req: Request) -> dict[str, Any]:
+        found = {name: self._cached(name, req.epoch, {}) for name in req.extras}
+        return {name: result for name, result in found.items() if result is not None}
+
+    def _ready(self, req: Request, result: Any, extras: dict[str, Any]) -> None:
         req.result = result
-        self._deliver(req, ResultReady(req.id, req.study, req.epoch, dict(req.options), result, extras, errors))
+        pending = tuple(name for name in req.extras if name not in extras)
+        self._deliver(req, ResultReady(req.id, req.study, req.epoch, dict(req.options), result, extras,
+                                       pending=pending))
 
     def _finished(self, req: Request) -> None:
         with self._state_lock:
@@ -322,19 +359,19 @@ class RunSession:
             if not req.cancelled:
                 self._emit(event)
 
-    def _result_key(self, study: str, epoch: int, options: dict[str, Any], extras: tuple[str, ...]) -> tuple:
+    def _result_key(self, study: str, epoch: int, options: dict[str, Any]) -> tuple:
         with self._state_lock:
             schema = SCHEMAS.get(study)
             version = self._run_version if schema is not None and schema.scope == "run" else 0
-        return (study, epoch, options_key(options), extras, version)
+        return (study, epoch, options_key(options), version)
 
-    def _compute(self, study: str, epoch: int, options: dict[str, Any], extras: tuple[str, ...],
-                 cancelled: Callable[[], bool] = lambda: False) -> tuple[Any, dict[str, Any], tuple[str, ...]]:
-        """(result, extras, extra errors) from the result cache, else computed (engine lock
-        held here). Raises _Cancelled when ``cancelled()`` turns true between the steps."""
+    def _compute(self, study: str, epoch: int, options: dict[str, Any],
+                 cancelled: Callable[[], bool] = lambda: False) -> Any:
+        """The result of ``study`` from the result cache, else computed (engine lock held
+        here). Raises _Cancelled when ``cancelled()`` turns true before the study starts."""
         from grok_engine.studies import run_study
 
-        key = self._result_key(study, epoch, options, extras)
+        key = self._result_key(study, epoch, options)
         with self._engine_lock:
             with self._results_lock:
                 hit = self._results.get(key)
@@ -345,20 +382,12 @@ class RunSession:
                 raise _Cancelled
             result = run_study(study, ctx, **options)
             self.computed["studies"] += 1
-            extra_results: dict[str, Any] = {}
-            errors: list[str] = []
-            for name in extras:
-                try:
-                    extra_results[name] = run_study(name, ctx)
-                except Exception as exc:  # noqa: BLE001 - one line per failed extra
-                    errors.append(f"{name}: {describe(exc)}")
-            entry = (result, extra_results, tuple(errors))
             with self._results_lock:
                 if study == "progress":  # the curves study's phases read the measures it cached
                     self._results.drop(lambda k: k[0] != "curves")
-                self._results.put(key, entry)
+                self._results.put(key, result)
             self._contexts.remeasure(self._context_key(epoch))  # the study may have grown it
-            return entry
+            return result
 
     def _context_key(self, epoch: int) -> tuple[str, int]:
         return (str(self.run.path), epoch)
@@ -446,17 +475,20 @@ class RunSession:
 
     def _prefetch_result(self, generation: int, study: str, epoch: int, options: dict[str, Any],
                          extras: tuple[str, ...]) -> None:
+        """The visible study and its extras at ``epoch`` into the cache; yields to a user
+        request between them (coming back after it)."""
         self._prefetch_context(generation, epoch)
-        if self._request_waiting():  # a user request goes first; come back after it
-            self._submit(PRIORITY_PREFETCH_RESULT,
-                         lambda: self._prefetch_result(generation, study, epoch, options, extras))
-            return
-        if self._stale(generation):
-            return
-        try:
-            self._compute(study, epoch, options, extras, cancelled=lambda: self._stale(generation))
-        except Exception:  # noqa: BLE001 - _Cancelled, or an error a request reports
-            pass
+        for name, name_options in [(study, options), *((extra, {}) for extra in extras)]:
+            if self._request_waiting():  # a user request goes first; come back after it
+                self._submit(PRIORITY_PREFETCH_RESULT,
+                             lambda: self._prefetch_result(generation, study, epoch, options, extras))
+                return
+            if self._stale(generation):
+                return
+            try:
+                self._compute(name, epoch, name_options, cancelled=lambda: self._stale(generation))
+            except Exception:  # noqa: BLE001 - _Cancelled, or an error a request reports
+                return
 
     # -- the engine thread ---------------------------------------------------------------
     def _submit(self, priority: int, job: Callable[[], None]) -> None:

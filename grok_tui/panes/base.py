@@ -89,6 +89,7 @@ class StudyPane(Vertical):
         self.options: dict[str, Any] = {}
         self.result: StudyResult | None = None
         self.extras: dict[str, StudyResult] = {}
+        self.pending_extras: set[str] = set()  # extras of the shown result still computing
         self._refocus: Widget | None = None  # what had focus when the pane started loading
         self.border_title = f"{self.KEY} {self.TITLE}" if self.KEY else self.TITLE
 
@@ -101,9 +102,25 @@ class StudyPane(Vertical):
         if self.is_mounted:
             self.render_result(result)
 
+    def expect_extras(self, names: tuple[str, ...]) -> None:
+        """``names`` (of EXTRA_STUDIES) are being computed for the result about to be shown:
+        their results of another checkpoint go, and ``pending_extras`` names them until
+        each comes (:meth:`show_extra`)."""
+        for name in names:
+            self.extras.pop(name, None)
+        self.pending_extras = set(names)
+
+    def extra_failed(self, name: str, message: str) -> None:
+        """The extra study ``name`` failed: ``message`` shown, nothing pending for it."""
+        self.pending_extras.discard(name)
+        self.show_error(message)
+        if self.is_mounted:
+            self.render_extra(name, None)
+
     def show_extra(self, name: str, result: StudyResult) -> None:
         """The result of ``name`` (one of EXTRA_STUDIES) for the same checkpoint."""
         self.extras[name] = result
+        self.pending_extras.discard(name)
         if self.is_mounted:
             self.render_extra(name, result)
 
@@ -195,8 +212,8 @@ class StudyPane(Vertical):
     def render_result(self, result: StudyResult) -> None:
         """Fill the widgets from ``result`` (mounted, UI thread)."""
 
-    def render_extra(self, name: str, result: StudyResult) -> None:
-        """Fill the widgets from an extra study's result."""
+    def render_extra(self, name: str, result: StudyResult | None) -> None:
+        """Fill the widgets from an extra study's result (None: it failed)."""
 
     def default_export(self) -> Table | Grid | None:
         """What `e` exports when no table or grid of the pane has focus."""

@@ -92,7 +92,7 @@ class NeuronsPane(StudyPane):
             return
         ranking.move_cursor(row=next(d for d in range(ranking.row_count) if ranking.raw_row_index(d) == found[0]))
 
-    def render_extra(self, name: str, result: StudyResult) -> None:
+    def render_extra(self, name: str, result: StudyResult | None) -> None:
         if name == "probe":
             self._summary()
 
@@ -111,6 +111,8 @@ class NeuronsPane(StudyPane):
             probe = SCHEMAS["probe"].view(self.extras["probe"])
             parts.append(f"linear probe R² {fmt_num(probe.scalar('r2'), 4)}"
                          f" (baseline {fmt_num(probe.scalar('baseline_r2'), 2)})")
+        elif "probe" in self.pending_extras and self.result is not None:
+            parts.append("linear probe R² computing…")
         self.set_summary(" · ".join(parts) if parts else "waiting for a checkpoint")
 
     def on_result_table_row_selected(self, event: ResultTable.RowSelected) -> None:

@@ -18,8 +18,8 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Tab, Tabs
 
 from grok_engine.errors import GrokError
-from grok_engine.session import (CheckpointsChanged, Error, ResultReady, RunOpened, RunSession, TrainingEnded,
-                                 TrainingProgress, options_key)
+from grok_engine.session import (CheckpointsChanged, Error, ExtraReady, ResultReady, RunOpened, RunSession,
+                                 TrainingEnded, TrainingProgress, options_key)
 from grok_tui.messages import SessionEvent
 from grok_tui.panes.base import StudyPane
 from grok_tui.panes.registry import PaneTabs, pane_classes
@@ -119,7 +119,7 @@ class RunScreen(ExportKeys, Screen):
 
     def on_session_event(self, message: SessionEvent) -> None:
         handlers = {RunOpened: self._run_opened, CheckpointsChanged: self._checkpoints_changed,
-                    ResultReady: self._result_ready, Error: self._error,
+                    ResultReady: self._result_ready, ExtraReady: self._extra_ready, Error: self._error,
                     TrainingProgress: self._training_progress, TrainingEnded: self._training_ended}
         handlers.get(type(message.event), lambda event: None)(message.event)  # TrainingStarted: nothing to do
 
@@ -141,13 +141,21 @@ class RunScreen(ExportKeys, Screen):
             # the curves study takes its phases from the progress cache this just filled:
             # the Training pane recomputes them when next shown, so both panes agree
             self.shown.pop("curves", None)
+        pane.expect_extras(event.pending)  # before show: the pane says they are on their way
         pane.show(event.result)
         if pane is self.current_pane:
             self.call_after_refresh(self.focus_pane)
         for name, extra in event.extras.items():
             pane.show_extra(name, extra)
-        for error in event.extra_errors:
-            pane.show_error(error)
+
+    def _extra_ready(self, event: ExtraReady) -> None:
+        pane = self.panes.get(event.study)
+        if pane is None or event.epoch != self.epoch or options_key(event.options) != options_key(pane.options):
+            return
+        if event.error:
+            pane.extra_failed(event.name, event.error)
+        else:
+            pane.show_extra(event.name, event.result)
 
     def _error(self, event: Error) -> None:
         if event.where != "study":  # the run itself could not be read

@@ -12,7 +12,7 @@ import pytest
 
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
-from grok_engine.session import (CheckpointsChanged, Error, ResultReady, RunOpened, RunSession, TrainingEnded,
+from grok_engine.session import (CheckpointsChanged, Error, ExtraReady, ResultReady, RunOpened, RunSession, TrainingEnded,
                                  TrainingProgress, TrainingStarted, extend_plan)
 from grok_engine.store import RunStore
 
@@ -108,12 +108,34 @@ def test_a_request_delivers_its_result_and_extras_off_the_callers_thread(tiny):
     (ready,) = events.of(ResultReady)
     assert ready.request_id == request.id and ready.epoch == 150 and ready.study == "neurons"
     assert ready.result is request.result and ready.result.epoch == 150
-    assert set(ready.extras) == {"probe"} and ready.extra_errors == ()
+    assert ready.extras == {} and ready.pending == ("probe",)  # the study first, then its extra
+    (extra,) = events.of(ExtraReady)
+    assert (extra.request_id, extra.name, extra.epoch, extra.error) == (request.id, "probe", 150, "")
+    assert extra.result.study == "probe" and extra.result.epoch == 150
+    assert events.events.index(ready) < events.events.index(extra)
     assert threads and all(t is not threading.main_thread() for t in threads)
     bad = served(session, "nope", 150)
     (error,) = events.of(Error)
     assert error.where == "study" and error.request_id == bad.id and "'nope' does not exist" in error.message
     session.close()
+
+
+def test_a_request_cancelled_once_its_study_is_shown_computes_no_extra(tiny):
+    store, run = tiny
+    session, events = opened(store, run, prefetch=False)
+    holder = {}
+
+    def cancel_on_ready(event):
+        events(event)
+        if isinstance(event, ResultReady):
+            holder["request"].cancel()  # the user stepped on as the study appeared
+
+    session.listener = cancel_on_ready
+    with session._engine_lock:  # so that the request exists before the engine serves it
+        holder["request"] = session.request("neurons", epoch=150, extras=("probe",))
+    assert holder["request"].wait(WAIT_S) and session.wait_idle(WAIT_S)
+    assert len(events.of(ResultReady)) == 1 and events.of(ExtraReady) == []
+    assert session.computed["studies"] == 1  # the probe was never run
 
 
 def test_superseded_and_cancelled_requests_never_deliver(tiny):
@@ -142,13 +164,13 @@ def test_a_revisited_checkpoint_is_served_from_the_cache(tiny):
     session, events = opened(store, run, prefetch=False)
     served(session, "neurons", 150, extras=("probe",))
     served(session, "neurons", 120, extras=("probe",))
-    assert session.computed == {"contexts": 2, "studies": 2}
+    assert session.computed == {"contexts": 2, "studies": 4}  # each checkpoint: neurons and probe
     again = served(session, "neurons", 150, extras=("probe",))
-    assert session.computed == {"contexts": 2, "studies": 2}  # nothing recomputed
+    assert session.computed == {"contexts": 2, "studies": 4}  # nothing recomputed
     first, _, revisit = events.of(ResultReady)
     assert revisit.request_id == again.id and revisit.result is first.result
     served(session, "embedding", 150)  # another study of a cached checkpoint: its context is kept
-    assert session.computed == {"contexts": 2, "studies": 3}
+    assert session.computed == {"contexts": 2, "studies": 5}
     session.close()
 
 
@@ -167,7 +189,7 @@ def test_a_revisit_is_delivered_at_once_while_the_engine_is_busy(tiny):
     assert missing.wait(WAIT_S)
     revisit = next(e for e in events.of(ResultReady) if e.request_id == again.id)
     assert revisit.result is first.result and set(revisit.extras) == {"probe"}
-    assert session.computed["studies"] == 3
+    assert session.computed["studies"] == 6
     session.close()
 
 
@@ -177,9 +199,9 @@ def test_prefetch_computes_the_neighbours_so_a_step_is_a_cache_hit(tiny):
     served(session, "neurons", 110, extras=("probe",))  # neighbours: 100 and 120
     assert session.wait_idle(WAIT_S)
     assert sorted(session.cached_epochs()) == [100, 110, 120]
-    assert session.computed == {"contexts": 3, "studies": 3}
+    assert session.computed == {"contexts": 3, "studies": 6}
     served(session, "neurons", 120, extras=("probe",))  # the step: served at once
-    assert session.computed["studies"] == 3
+    assert session.computed["studies"] == 6
     assert session.wait_idle(WAIT_S)
     assert 150 in session.cached_epochs()  # and the next neighbour is on its way
     session.close()

@@ -228,6 +228,34 @@ async def test_training_pane_marks_the_phase_ends_and_says_where_they_come_from(
 
 
 # -- neurons ----------------------------------------------------------------------------------
+async def test_neurons_pane_shows_its_ranking_while_the_probe_is_still_computing(study_results):
+    """The study comes first (ResultReady with the probe pending), the probe's R² after
+    (ExtraReady); the R² of the checkpoint before never stands beside the new ranking."""
+    result, probe = study_results["neurons"], study_results["probe"]
+    pane = NeuronsPane()
+    app = PaneApp(pane)
+    async with app.run_test(size=SIZE) as pilot:
+        pane.show(result)
+        pane.show_extra("probe", probe)
+        await pilot.pause()
+        assert f"{probe.scalars['r2']:.4g}" in static_text(pane.query_one("#summary", Static))
+        pane.expect_extras(("probe",))  # the next checkpoint: its probe is on its way
+        pane.show(result)
+        await pilot.pause()
+        summary = static_text(pane.query_one("#summary", Static))
+        assert "linear probe R² computing…" in summary and f"{probe.scalars['r2']:.4g}" not in summary
+        assert pane.query_one("#ranking", ResultTable).row_count == result.tables["ranking"].n_rows
+        pane.extra_failed("probe", "probe: singular")
+        await pilot.pause()
+        assert "computing" not in static_text(pane.query_one("#summary", Static))
+        pane.expect_extras(("probe",))
+        pane.show(result)
+        pane.show_extra("probe", probe)
+        await pilot.pause()
+        summary = static_text(pane.query_one("#summary", Static))
+        assert f"{probe.scalars['r2']:.4g}" in summary and "computing" not in summary
+
+
 async def test_neurons_pane_ranks_neurons_and_asks_for_the_selected_one(study_results, tiny_context):
     result = study_results["neurons"]
     probe = study_results["probe"]
