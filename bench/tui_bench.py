@@ -250,6 +250,9 @@ async def shown_after(app, screen, pane, key: str, pause: float, extras: list | 
     return shown
 
 
+PAIRS = 3  # per pane: steps to a checkpoint not seen before and back to the one just seen
+
+
 async def step_while_training(runs_dir: Path, run_id: str, steps: int = 100,
                               pause: float = 0.5) -> dict[str, object]:
     """Figure 4: per pane (first visit, revisit) times, and RSS after ``steps`` steps."""
@@ -265,10 +268,16 @@ async def step_while_training(runs_dir: Path, run_id: str, steps: int = 100,
             for study, pane in screen.panes.items():
                 await pilot.press(pane.KEY)
                 await wait_until(lambda: study in screen.shown, 120)
-                extras: list[float] | None = [] if pane.EXTRA_STUDIES else None
-                first = await shown_after(app, screen, pane, "left", pause, extras)  # not seen before
-                revisit = await shown_after(app, screen, pane, "right", pause, extras)  # just seen
-                out[study] = (first, revisit, *(extras or ()))
+                firsts, revisits, first_extras, revisit_extras = [], [], [], []
+                for _ in range(PAIRS):  # the medians of PAIRS steps back (new) and forth (just seen)
+                    extras: list[float] | None = [] if pane.EXTRA_STUDIES else None
+                    firsts.append(await shown_after(app, screen, pane, "left", pause, extras))
+                    revisits.append(await shown_after(app, screen, pane, "right", pause, extras))
+                    await shown_after(app, screen, pane, "left", pause)  # on to the next new one
+                    if extras:
+                        first_extras.append(extras[0])
+                        revisit_extras.append(extras[1])
+                out[study] = tuple(statistics.median(v) for v in (firsts, revisits, first_extras, revisit_extras) if v)
             await pilot.press(next(p.KEY for p in screen.panes.values() if p.STUDY == "neurons"))
             await pilot.press("end")
             pane = screen.current_pane
@@ -284,7 +293,7 @@ async def step_while_training(runs_dir: Path, run_id: str, steps: int = 100,
 
 
 def print_steps(run_id: str, result: dict[str, object]) -> None:
-    print(f"stepping {run_id} while a training child runs on one core "
+    print(f"stepping {run_id} while a training child runs on one core, medians of {PAIRS} "
           f"(targets: step < 500 ms, revisit < 100 ms, RSS < 1024 MiB):")
     for study, value in result.items():
         if isinstance(value, tuple):

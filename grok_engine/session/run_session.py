@@ -33,6 +33,7 @@ import heapq
 import itertools
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -50,6 +51,11 @@ DEFAULT_CONTEXT_BYTES = 256 * 2**20
 DEFAULT_RESULT_BYTES = 96 * 2**20
 
 PRIORITY_REQUEST, PRIORITY_PREFETCH_RESULT, PRIORITY_PREFETCH_CONTEXT = 0, 1, 2
+
+# Prefetch starts this long after the last result was delivered: the front end draws that
+# result meanwhile, and a prefetch study's Python work would hold the GIL against it (the
+# p=113 Neurons pane drew a revisit in ~70 ms alone, ~145 ms beside the next probe).
+PREFETCH_GRACE_S = 0.15
 
 
 def describe(exc: BaseException) -> str:
@@ -142,6 +148,7 @@ class RunSession:
         self._queue: list[tuple[int, int, Callable[[], None]]] = []
         self._queue_cv = threading.Condition()
         self._busy = False
+        self._delivered_at = 0.0  # time.monotonic() of the last delivery (PREFETCH_GRACE_S)
         self._closed = False
         self._engine: threading.Thread | None = None
         self._ids = itertools.count(1)
@@ -358,6 +365,8 @@ class RunSession:
         with self._deliver_lock:
             if not req.cancelled:
                 self._emit(event)
+                with self._queue_cv:
+                    self._delivered_at = time.monotonic()
 
     def _result_key(self, study: str, epoch: int, options: dict[str, Any]) -> tuple:
         with self._state_lock:
@@ -510,6 +519,10 @@ class RunSession:
                     self._queue.clear()
                     self._queue_cv.notify_all()
                     break
+                grace = self._delivered_at + PREFETCH_GRACE_S - time.monotonic()
+                if self._queue[0][0] != PRIORITY_REQUEST and grace > 0:
+                    self._queue_cv.wait(grace)  # or until a request comes
+                    continue
                 _priority, _seq, job = heapq.heappop(self._queue)
                 self._busy = True
             try:
