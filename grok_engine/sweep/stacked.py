@@ -41,7 +41,7 @@ count (a sweep over frac_train has a few groups), because padding the shorter sp
 zero rows would change BLAS's blocking of the sums and with it the rounding. The stack
 keeps each group's members side by side (ordered by train row count), so a group's
 backward reads and writes views of the stack, where indexing its members out copied their
-weights and activations (and their gradients back) every epoch: ~10 MB for 8 members at
+weights and activations (and their gradients back) every epoch: ~25 MB for 8 members at
 p=23.
 
 A member leaves the pack when it stops (its epochs, its stop-at-test-acc, divergence, or
