@@ -33,7 +33,7 @@ from grok_engine import runtime
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 from grok_engine import one_layer
-from grok_engine.fast import accuracy, flush_subnormals, last_logits, loss_fn
+from grok_engine.fast import accuracy, eval_logits, flush_subnormals, last_logits, loss_fn
 from grok_engine.optim import FlatAdamW
 from grok_engine.tasks import Dataset, make_dataset
 from grok_engine.weights import first_nonfinite, init_weights, is_bias, param_shapes
@@ -237,7 +237,7 @@ class AutogradStepper:
             return None
         t = self.trainer
         with torch.inference_mode():
-            logits = last_logits(t.views(detach=True), t.test_a, t.test_b, t.config.model)
+            logits = eval_logits(t.views(detach=True), t.test_a, t.test_b, t.config.model)
             return loss_fn(logits, t.test_labels), accuracy(logits, t.test_labels)
 
     def gradient(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -156,3 +156,35 @@ def test_last_mlp_post_is_last_positions_post(task_name, p, n_layers, act_fn, no
     a, b = ds.tokens[:, 0], ds.tokens[:, 1]
     torch.testing.assert_close(last_mlp_post(w, a, b, model), last_position(w, a, b, model).post,
                                rtol=0, atol=1e-12)
+
+
+ONE_LAYER_VARIANTS = [  # (task, p, act_fn, normalization): eval_logits' table path and its fallback
+    ("mod_add", 7, "relu", "none"),
+    ("add", 6, "relu", "none"),
+    ("mod_mul", 7, "gelu", "none"),
+    ("mod_sub", 5, "relu", "LN"),
+]
+
+
+@pytest.mark.parametrize("task_name, p, act_fn, normalization", ONE_LAYER_VARIANTS)
+def test_eval_logits_are_last_logits(task_name, p, act_fn, normalization):
+    """The test rows' forward (projected token tables summed by embedding_bag) is the same
+    function as last_logits, every bias non-zero; in float64 the two agree to round-off."""
+    from grok_engine.fast import eval_logits, through_tables
+
+    task = TaskConfig(task=task_name, p=p)
+    model = ModelConfig(n_layers=1, d_model=32, n_heads=4, d_head=8, d_mlp=48,
+                        act_fn=act_fn, normalization=normalization)
+    assert through_tables(model) == (normalization == "none")
+    w = {k: v.double() for k, v in perturbed_weights(task, model).items()}
+    ds = make_dataset(task)
+    a, b = ds.tokens[:, 0], ds.tokens[:, 1]
+    with torch.inference_mode():
+        got = eval_logits(w, a, b, model)
+    ref = last_logits(w, a, b, model)
+    assert ref.abs().max().item() > 1.0
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+    # the biases matter: without them the logits move
+    no_bias = {k: v for k, v in w.items() if not k.rsplit(".", 1)[1].startswith("b_")}
+    with torch.inference_mode():
+        assert (eval_logits(no_bias, a, b, model) - got).abs().max().item() > 1e-3

@@ -182,9 +182,10 @@ def test_ctrl_c_then_sigkill_then_resume_finishes_every_member_from_its_checkpoi
         if rid in finished:
             assert after == before[rid], f"{rid} was trained again"
         else:  # resumed from its last (checkpoint, resume state) pair: that and all before kept
-            ready = max((int(k[-18:-12]) for k in before[rid] if k.startswith("resume/")), default=-1)
+            # a worker killed mid-write leaves resume/.tmp-PID-epoch_N...: not a resume state
+            ready = max((int(k[-18:-12]) for k in before[rid] if k.startswith("resume/epoch_")), default=-1)
             kept = {k: v for k, v in before[rid].items()
-                    if k.startswith("checkpoints/") and int(k[-18:-12]) <= ready}
+                    if k.startswith("checkpoints/epoch_") and int(k[-18:-12]) <= ready}
             assert all(after.get(k) == v for k, v in kept.items()), (rid, ready)
             resumed.append(ready)
         run = RunStore(runs).open(rid)
