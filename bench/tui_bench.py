@@ -471,3 +471,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    from grok_engine import runtime
+
+    runtime.exit_now(0)  # as grok-tui leaves: no teardown under an engine thread's prefetch

@@ -113,10 +113,28 @@ def study_threads(training: bool) -> int:
     core, and OpenMP threads that share a core with it stall at every barrier.
     """
     import torch
+    from threadpoolctl import threadpool_limits
 
     threads = max(1, cores() - 1) if training else cores()
     torch.set_num_threads(threads)
+    # numpy's BLAS too (the probe's float64 solve, the studies' SVDs): its threads spin on
+    # after each call, and two of them beside the training child left the UI thread no core
+    threadpool_limits(threads, user_api="blas")
     return threads
+
+
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by ``increment`` (Linux: nice is per thread).
+    The app's engine thread: its studies and prefetch then yield the CPU to the UI thread
+    drawing a result (they cannot come back: lowering nice needs a privilege). A no-op
+    where the OS has no per-thread priority."""
+    import threading
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux, or refused
+        pass
 
 
 def single_blas_thread() -> ContextManager:

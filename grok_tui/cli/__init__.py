@@ -108,11 +108,14 @@ def entry() -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:  # a Ctrl-C in the instant main returns
         code = EXIT_INTERRUPTED
-    if headless:  # no interpreter teardown (~0.5 s with torch loaded): runtime.exit_now
-        from grok_engine import runtime
+    # No interpreter teardown (~0.5 s with torch loaded): runtime.exit_now. The app too, once
+    # it has restored the terminal: its engine thread (a daemon) may be inside a torch op of
+    # a prefetch, and a teardown under it can abort the process ("terminate called without
+    # an active exception"). The app writes nothing that is still open: its exports are
+    # written whole, and the training child is a process of its own.
+    from grok_engine import runtime
 
-        runtime.exit_now(code)
-    sys.exit(code)
+    runtime.exit_now(code)
 
 
 __all__ = ["COMMANDS", "entry", "main"]

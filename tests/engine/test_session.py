@@ -4,7 +4,9 @@ d_model 32, checkpoints 0, 50, 100, 110, 120, 150, 200) and tiny mod_add runs it
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -117,6 +119,25 @@ def test_a_request_delivers_its_result_and_extras_off_the_callers_thread(tiny):
     bad = served(session, "nope", 150)
     (error,) = events.of(Error)
     assert error.where == "study" and error.request_id == bad.id and "'nope' does not exist" in error.message
+    session.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority") or not sys.platform.startswith("linux"),
+                    reason="per-thread nice is Linux's")
+def test_studies_run_on_a_thread_nicer_than_the_callers(tiny):
+    """The engine thread yields the CPU to the UI thread (ENGINE_NICE); the caller's
+    thread keeps its priority."""
+    from grok_engine.session.run_session import ENGINE_NICE
+
+    store, run = tiny
+    session, events = opened(store, run, prefetch=False)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = []
+    session.listener = lambda e: (seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())),
+                                  events(e))
+    served(session, "embedding", 150)
+    assert seen and set(seen) == {min(19, mine + ENGINE_NICE)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
     session.close()
 
 
