@@ -18,6 +18,9 @@ class PromptScreen(ModalScreen):
     """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    # A number's proposal is replaced by what is typed (it was appended to: "1000" became
+    # "10003000"); a path's is edited in place.
+    SELECT_ON_FOCUS = False
 
     def __init__(self, title: str, value: str, hint: str = "") -> None:
         super().__init__()
@@ -28,7 +31,7 @@ class PromptScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with Vertical(classes="prompt"):
             yield Label(self.title_text, classes="prompt-title")
-            yield Input(self.value, id="prompt-input", select_on_focus=False)
+            yield Input(self.value, id="prompt-input", select_on_focus=self.SELECT_ON_FOCUS)
             yield Static(self.hint, classes="prompt-hint")
             yield Static("", id="prompt-error", classes="field-error")
 
@@ -79,6 +82,8 @@ class ExportScreen(PromptScreen):
 class GotoEpochScreen(PromptScreen):
     """An epoch; the app moves to the nearest checkpoint."""
 
+    SELECT_ON_FOCUS = True
+
     def __init__(self, epochs: list[int], current: int) -> None:
         shown = f"{epochs[0]} .. {epochs[-1]}" if epochs else "none"
         super().__init__("Go to epoch", str(current), f"checkpoints: {shown} (nearest is taken)")
@@ -96,6 +101,8 @@ class GotoEpochScreen(PromptScreen):
 
 class EpochsPrompt(PromptScreen):
     """How many more epochs to train."""
+
+    SELECT_ON_FOCUS = True
 
     def __init__(self, done: int, default: int = 1000) -> None:
         super().__init__("Continue training", str(default),

@@ -336,6 +336,27 @@ async def test_continue_asks_how_many_epochs_and_trains_them(runs):
         assert json.loads((runs / "tiny" / "config.json").read_text())["train"]["epochs"] == 250
 
 
+async def test_a_number_typed_into_a_prompt_replaces_its_proposal(runs):
+    """The proposed epoch count (1000) or epoch is selected: typing replaces it, where it
+    was appended to ("10003000"); the export path stays editable in place."""
+    app = GrokApp("tiny", runs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")
+        assert type(app.screen).__name__ == "EpochsPrompt"
+        assert app.screen.query_one("#prompt-input").value == "1000"
+        await pilot.press(*"30")
+        assert app.screen.query_one("#prompt-input").value == "30"
+        await pilot.press("escape")
+        await pilot.press("g", *"50")
+        assert app.screen.query_one("#prompt-input").value == "50"
+        await pilot.press("escape")
+        await pilot.press("e")
+        proposed = app.screen.query_one("#prompt-input").value
+        await pilot.press("x")
+        assert app.screen.query_one("#prompt-input").value == proposed + "x"
+
+
 def test_first_paint_imports_no_torch():
     """The app module and its first screen leave torch and the engine's heavy modules alone."""
     import subprocess
