@@ -287,6 +287,7 @@ class TokenBags:
 
     a: torch.Tensor
     b: torch.Tensor
+    p: int
     idx: torch.Tensor
     ones: torch.Tensor
 
@@ -298,7 +299,7 @@ def token_bags(a: torch.Tensor, b: torch.Tensor, p: int, n_heads: int) -> TokenB
     """:class:`TokenBags` of the rows ``[a, b, =]`` (made once per pair of tensors: the
     trainer passes the same train and test tensors every epoch)."""
     cached = _BAGS.get(a)
-    if cached is not None and cached.b is b and cached.idx.shape[1] == 3 * n_heads + 1:
+    if cached is not None and cached.b is b and cached.p == p and cached.idx.shape[1] == 3 * n_heads + 1:
         return cached
     h = torch.arange(n_heads, device=a.device)
     idx = torch.empty(len(a), 3 * n_heads + 1, dtype=torch.int64, device=a.device)
@@ -306,7 +307,7 @@ def token_bags(a: torch.Tensor, b: torch.Tensor, p: int, n_heads: int) -> TokenB
     idx[:, n_heads:2 * n_heads] = (b[:, None] + p) * n_heads + h
     idx[:, 2 * n_heads:3 * n_heads] = 2 * p * n_heads + h
     idx[:, -1] = (2 * p + 1) * n_heads
-    bags = TokenBags(a, b, idx, torch.ones(len(a), 1, device=a.device))
+    bags = TokenBags(a, b, p, idx, torch.ones(len(a), 1, device=a.device))
     _BAGS[a] = bags
     return bags
 
