@@ -60,7 +60,8 @@ PREFETCH_GRACE_S = 0.15
 # The engine thread (studies and prefetch) runs this much nicer than the app's UI thread,
 # as the training child does: with a child on one core, a prefetch computing on the other
 # took CPU from the UI thread drawing a revisit (Neurons at p=113: 126 ms, against ~60 ms
-# with nothing beside it).
+# with nothing beside it). The cost: on a box whose cores are all busy with other work at
+# nice 0, the studies wait behind it.
 ENGINE_NICE = 10
 
 

@@ -68,6 +68,7 @@ def test_grok_tui_in_tmux(tmp_path):
         keys(session, "2")
         wait_for(session, r"2 Embedding")
         keys(session, "1")
+        wait_for(session, r"checkpoint 150")  # the pane's result at 150 (else: nothing to export yet)
         keys(session, "e")
         wait_for(session, r"exports/tiny/curves_curves_table_epoch150\.csv")
         keys(session, "Enter")
