@@ -45,7 +45,7 @@ COMMANDS = {
     "sweep show": "grok_tui.cli.sweep_show",  # two words: "sweep" then "show"
     "compare": "grok_tui.cli.compare",
 }
-# commands that run the app (the terminal is the app's): no headless exit after them
+# commands that run the app (the terminal is the app's): Ctrl-C is not ignored after them
 APP_COMMANDS = ("compare",)
 APP_MODULE = "grok_tui.cli.app"
 
