@@ -6,6 +6,7 @@ model (tests/tui/conftest.py); the assertions read what the widgets render.
 
 from __future__ import annotations
 
+import time
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -212,15 +213,24 @@ async def test_training_pane_marks_the_phase_ends_and_says_where_they_come_from(
     assert phase_marks(phases) == [("memorization", 2)]  # the ends, not the starts
     pane = TrainingPane()
     app = PaneApp(pane)
+    async def phases_label(previous: str = "") -> str:
+        """The label once the pane's (throttled, deferred) redraw has changed it: a fixed
+        0.3 s pause missed it on a loaded CI machine."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            await pilot.pause(0.05)
+            label = static_text(pane.query_one("#phases-label", Static))
+            if label and label != previous:
+                return label
+        return static_text(pane.query_one("#phases-label", Static))
+
     async with app.run_test(size=SIZE) as pilot:
         pane.show(phases)
-        await pilot.pause(0.3)
-        label = static_text(pane.query_one("#phases-label", Static))
+        label = await phases_label()
         assert label.startswith("phase ends from progress measures:") and "memorization 2" in label
         pane.show(result)
-        await pilot.pause(0.3)
-        label = static_text(pane.query_one("#phases-label", Static))
         marks = phase_marks(result)
+        label = await phases_label(label)
         if marks:
             assert label.startswith(f"phase ends from {result.scalars['phases_source']}:")
         else:
