@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
+from grok_engine.sweep import workers as workers_mod
 from grok_engine.sweep.store import DIVERGED, DONE, Sweep, SweepStore, member_status
 
 TrainPack = Callable[..., dict[str, str]]
@@ -143,46 +144,56 @@ _worker_queue = None
 _worker_stop = None
 
 
-def _die_with_parent(parent: int) -> None:
-    """Make this worker die with the driver, process ``parent`` (a SIGKILLed ``grok-tui
-    sweep`` must not leave workers training, holding the members' locks):
-    PR_SET_PDEATHSIG on Linux, else a thread that exits when the parent changes. The
-    driver's pid comes from the driver: one read here could already be init's, when the
-    driver died while this worker was still importing."""
-    if os.getppid() != parent:
+def _die_with_parent(driver: int) -> None:
+    """Make this worker die with the driver, process ``driver`` (a SIGKILLed ``grok-tui
+    sweep`` must not leave workers training, holding the members' locks). A spawned worker,
+    the driver's child: PR_SET_PDEATHSIG on Linux. A worker forked by the fork server
+    (``grok_engine.sweep.workers``), or where prctl is missing: a thread that exits the
+    process once the driver has (the server cannot pass the signal on: every worker holds
+    the pipe end whose closing would end the server). The driver's pid comes from the
+    driver: a read here could already be init's, when the driver died while this worker
+    was still starting."""
+    if not _pid_alive(driver):
         os._exit(1)
+    if os.getppid() == driver:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG = 1
+                if os.getppid() != driver:  # the driver died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_exit_after, args=(driver,), daemon=True, name="driver-watch").start()
+
+
+def _exit_after(driver: int) -> None:
+    """Exit this process once process ``driver`` has exited: at once through a pidfd
+    (Linux 5.3+: readable when the process ends), else by polling every 0.5 s."""
+    import select
+
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG = 1
-            if os.getppid() != parent:  # the parent died before prctl took effect
-                os._exit(1)
-            return
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
+        fd = os.pidfd_open(driver)
+    except (AttributeError, OSError):  # not Linux, an old kernel
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+    else:
+        while _pid_alive(driver):
             time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+    os._exit(1)
 
 
-@contextlib.contextmanager
-def _sigint_blocked():
-    """SIGINT blocked in this thread meanwhile: the processes (and threads) started here
-    inherit the mask, so a Ctrl-C during a worker's start (before it ignores SIGINT)
-    waits, and is then dropped, instead of printing a KeyboardInterrupt traceback."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def _pid_alive(pid: int) -> bool:
     try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (a reused pid: the parent check stays)
+        return True
+    return True
 
 
 def _local_worker_init(driver_pid: int, progress_queue, stop_event) -> None:
@@ -191,7 +202,7 @@ def _local_worker_init(driver_pid: int, progress_queue, stop_event) -> None:
     global _worker_queue, _worker_stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see _sigint_blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # see workers.sigint_blocked
     _die_with_parent(driver_pid)
     from grok_engine import runtime
 
@@ -228,19 +239,19 @@ def run_local(runs_dir: str | os.PathLike, packs: list[Pack], train_pack: TrainP
               device: str = "auto", workers: int = LOCAL_WORKERS,
               on_progress: OnProgress | None = None,
               stop: Callable[[], bool] | None = None) -> dict[str, str]:
-    """Run ``packs`` in up to ``workers`` processes (spawned: the driver runs a progress
-    thread, and a forked torch is fragile), at most one pack per process at a time.
+    """Run ``packs`` in up to ``workers`` processes (forked from a fork server that imported
+    the trainer, or spawned: ``grok_engine.sweep.workers``), at most one pack per process at
+    a time.
     ``on_progress`` is called in this thread; ``stop()`` polled here asks every pack to
     checkpoint and return. Returns each member's end state."""
-    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     if not packs:
         return {}
-    ctx = multiprocessing.get_context("spawn")
+    ctx = workers_mod.context()
     progress_queue, stop_event = ctx.Queue(), ctx.Event()
     states: dict[str, str] = {}
-    with _sigint_blocked():  # the pool starts its processes and its manager thread here
+    with workers_mod.sigint_blocked():  # the pool starts its processes and its manager thread here
         pool = ProcessPoolExecutor(max_workers=min(workers, len(packs)), mp_context=ctx,
                                    initializer=_local_worker_init,
                                    initargs=(os.getpid(), progress_queue, stop_event))

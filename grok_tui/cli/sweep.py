@@ -163,6 +163,10 @@ def create_sweep(args: argparse.Namespace, store):
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.executor == "local":  # its workers' fork server imports torch beside our import
+        from grok_engine.sweep import workers
+
+        workers.start_early()
     from grok_engine.sweep.store import SweepStore
     from grok_tui.cli.args import runs_folder
 
