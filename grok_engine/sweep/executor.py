@@ -191,7 +191,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, another user's (a reused pid: the parent check stays)
+    except PermissionError:  # alive, another user's
         return True
     return True
 

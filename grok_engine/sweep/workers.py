@@ -9,9 +9,10 @@ the driver's import (:func:`start_early`), and each worker is a fork of it, torc
 loaded. The server runs no torch op (it only imports), so a fork of it has no OpenMP pool to
 break; numpy's OpenBLAS re-creates its threads after a fork.
 
-The server is a child of the driver and exits when the driver does (its end of a pipe
-closes), so a worker's parent is the server, not the driver:
-``grok_engine.sweep.executor._die_with_parent`` watches the driver by its pid.
+The server is a child of the driver and exits once the driver and every worker are gone
+(each holds the write end of the pipe whose closing ends it). A worker's parent is the
+server, not the driver, so ``grok_engine.sweep.executor._die_with_parent`` watches the
+driver by its pid.
 """
 
 from __future__ import annotations
