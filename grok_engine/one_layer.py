@@ -23,6 +23,7 @@ heads of ``d_head``; ``d_model``; ``d_mlp``; ``d_vocab_out``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,21 @@ class Rows:
                         + self.idx3[:, None, :2]).ravel()
         self.gather3 = np.zeros((T2 + 1, 3 * self.n), np.float32)
         self.gather3[self.idx3.ravel(), np.arange(3 * self.n)] = 1.0
+
+
+@functools.lru_cache(maxsize=8)
+def _zeros(shape: tuple[int, ...]) -> np.ndarray:
+    zeros = np.zeros(shape, np.float32)
+    zeros.flags.writeable = False  # shared by every caller of this shape
+    return zeros
+
+
+def relu_(x: np.ndarray) -> np.ndarray:
+    """ReLU of the float32 array ``x`` in place, as ``np.maximum(x, zeros)`` with an array
+    of zeros of x's shape (made once per shape): numpy 2.4 takes its vector loop for two
+    arrays but not for an array and the scalar 0 (measured on [529, 512], AMD EPYC: 30
+    against 280 us), and the numbers are the same."""
+    return np.maximum(x, _zeros(x.shape), out=x)
 
 
 @dataclass
@@ -142,7 +158,7 @@ def forward(w: Weights, rows: Rows, cfg: ModelConfig) -> tuple[np.ndarray, Saved
     resid_mid += P[:, 2] @ t.VO[:, -1]
     resid_mid += t.X[-1]                                               # x_eq
     post = resid_mid @ w[MLP + "W_in"]
-    np.maximum(post, 0, out=post)                                      # ReLU in place
+    relu_(post)
     logits = post @ t.W_logit
     logits += resid_mid @ w["unembed.W_U"]
     return logits, Saved(t, P, A, resid_mid, post)
