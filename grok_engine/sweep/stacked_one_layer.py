@@ -65,7 +65,7 @@ class StackedRows:
             gather3[np.repeat(np.arange(M), 3 * n), idx3.reshape(-1), np.tile(np.arange(3 * n), M)] = 1.0
         self.gather3 = gather3
         self._attention: np.ndarray | None = None
-        self._forward: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def attention_buffer(self, n_heads: int) -> np.ndarray:
         """The dense attention matrix A [M, n, H * 2p] that :func:`forward` fills: allocated
@@ -81,10 +81,10 @@ class StackedRows:
         """resid_mid [M, n, d_model], post [M, n, d_mlp] and logits [M, n, d_vocab_out]
         that :func:`forward` writes, allocated once (as the attention buffer): post alone is
         8.7 MB for 8 members at p=23, and a fresh one per epoch cost 5% of the forward."""
-        if self._forward is None:
-            self._forward = tuple(np.empty((self.M, self.n, d), np.float32)
+        if self._buffers is None:
+            self._buffers = tuple(np.empty((self.M, self.n, d), np.float32)
                                   for d in (d_model, d_mlp, d_vocab_out))
-        return self._forward
+        return self._buffers
 
     @classmethod
     def of(cls, a: np.ndarray, b: np.ndarray, p: int, n_heads: int) -> "StackedRows":
@@ -162,8 +162,9 @@ def _sum3(x: np.ndarray) -> np.ndarray:
 
 def forward(w: Weights, rows: StackedRows, cfg: ModelConfig) -> tuple[np.ndarray, Saved]:
     """Logits at '=' [M, n, d_vocab_out] float32 and the activations for :func:`backward`.
-    The Saved's ``A`` is ``rows``' buffer (:meth:`StackedRows.attention_buffer`): the next
-    forward on the same rows overwrites it, so a backward reads the latest forward only."""
+    The logits and the Saved's ``A``, ``resid_mid`` and ``post`` are ``rows``' buffers
+    (:meth:`StackedRows.attention_buffer`, :meth:`StackedRows.forward_buffers`): the next
+    forward on the same rows overwrites them, so a backward reads the latest forward only."""
     t = tables(w, rows.p, cfg)
     M, n, H, T2 = rows.M, rows.n, cfg.n_heads, 2 * rows.p
     S = t.scores[rows.member, rows.idx3]                                # [M, n, 3, H]
