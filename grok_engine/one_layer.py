@@ -16,6 +16,14 @@ The function is :func:`grok_engine.fast.last_logits`'s (the same per-token table
 same last-position-only MLP), so both paths train the same model; ``tests/engine/
 test_one_layer.py`` holds the loss and gradients to autograd's.
 
+The forward (:func:`grid_forward`) runs every pair (a, b) in the grid order a * p + b, the
+MLP's pre-activation from a table: pre = x_eq @ W_in + sum_h,j P[h, j] (VO @ W_in)[h, row j],
+the value table through W_in once per token ((2p+1) H rows) and then ~(2H+1) multiply-adds
+per pair and unit (:func:`_mix`), where resid_mid @ W_in costs d_model per pair and unit
+(4x the work at the notebook's shape). A run's train and test rows are a split of the grid,
+so one forward gives the test metrics, and the backward gathers the train rows
+(:func:`saved`). The backward stays on the train rows as they are.
+
 Shapes: ``p`` tokens plus '=' (index ``p``); ``T = 2p + 1`` table rows (a-tokens at
 position 0, b-tokens at position 1, '=' at position 2); ``n`` rows ``[a, b, =]``; ``H``
 heads of ``d_head``; ``d_model``; ``d_mlp``; ``d_vocab_out``.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -56,6 +65,7 @@ def supported(cfg: ModelConfig, names: set[str] | frozenset[str]) -> bool:
 class Rows:
     """Index arrays for a set of rows ``[a, b, =]`` into the token tables.
 
+    ``canon`` [n]: each row's place ``a * p + b`` in the grid order of :func:`grid_forward`;
     ``idx3`` [n, 3]: table rows of (a, b, '='); ``flat_ab`` [n * H * 2]: where row i's
     attention from head h to a and b sits in the flattened dense [n, H, 2p] matrix;
     ``gather3`` [T, 3n] float32: 1 where table row t is row i's j-th token, so that
@@ -64,7 +74,8 @@ class Rows:
 
     def __init__(self, a: np.ndarray, b: np.ndarray, p: int, n_heads: int):
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        self.p, self.n = p, len(a)
+        self.p, self.n, self.n_heads = p, len(a), n_heads
+        self.canon = a * p + b
         T2 = 2 * p
         self.idx3 = np.stack([a, b + p, np.full_like(a, T2)], 1)
         head = np.arange(n_heads)[None, :, None]
@@ -72,6 +83,16 @@ class Rows:
                         + self.idx3[:, None, :2]).ravel()
         self.gather3 = np.zeros((T2 + 1, 3 * self.n), np.float32)
         self.gather3[self.idx3.ravel(), np.arange(3 * self.n)] = 1.0
+        self._attention: np.ndarray | None = None
+
+    def attention(self, P: np.ndarray) -> np.ndarray:
+        """The dense attention to the a- and b-token table rows, A [n, H * 2p], of these
+        rows' attention P [n, 3, H]: in a buffer made once, zero off ``flat_ab`` (the same
+        entries every time: the rows are), so a call only writes the 2H non-zeros per row."""
+        if self._attention is None:
+            self._attention = np.zeros((self.n, self.n_heads * 2 * self.p), np.float32)
+        self._attention.reshape(-1)[self.flat_ab] = P[:, :2].transpose(0, 2, 1).ravel()
+        return self._attention
 
 
 @functools.lru_cache(maxsize=8)
@@ -89,79 +110,203 @@ def relu_(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, _zeros(x.shape), out=x)
 
 
+def max3(x: np.ndarray) -> np.ndarray:
+    """x.max(-2) of x [..., 3, H], position by position: (x0 max x1) max x2, numpy's
+    reduction's numbers in a third of its time over a short strided axis."""
+    out = np.maximum(x[..., 0, :], x[..., 1, :])
+    return np.maximum(out, x[..., 2, :], out=out)
+
+
+def sum3(x: np.ndarray) -> np.ndarray:
+    """x.sum(-2) of x [..., 3, H], added in numpy's order: (x0 + x1) + x2."""
+    out = np.add(x[..., 0, :], x[..., 1, :])
+    out += x[..., 2, :]
+    return out
+
+
 @dataclass
 class Tables:
-    """Per-token tables of one set of weights (made once per forward: every row reads
-    them)."""
+    """Per-token tables of M members' weights (made once per forward: every row reads them),
+    ``[M, ...]``; :meth:`member` gives one member's, without the M axis."""
 
-    X: np.ndarray          # [T, d_model] embedding + position per table row
-    q_s: np.ndarray        # [H, d_head] the '=' query, times 1/sqrt(d_head)
-    k_dir: np.ndarray      # [H, d_model] W_K @ q_s: a table row's score is X @ k_dir
-    scores: np.ndarray     # [T, H] X @ k_dir.T
-    V: np.ndarray          # [H, T, d_head]
-    VO: np.ndarray         # [H, T, d_model] values through W_O
-    VO_ab: np.ndarray      # [H * 2p, d_model] VO of the a- and b-token rows
-    W_logit: np.ndarray    # [d_mlp, d_vocab_out] = W_out @ W_U
+    X: np.ndarray          # [M, T, d_model] embedding + position per table row
+    q_s: np.ndarray        # [M, H, d_head] the '=' query, times 1/sqrt(d_head)
+    k_dir: np.ndarray      # [M, H, d_model] W_K @ q_s: a table row's score is X @ k_dir
+    scores: np.ndarray     # [M, T, H] X @ k_dir.T
+    V: np.ndarray          # [M, H, T, d_head]
+    VO: np.ndarray         # [M, H, T, d_model] values through W_O
+    VO_ab: np.ndarray      # [M, H * 2p, d_model] VO of the a- and b-token rows
+    W_logit: np.ndarray    # [M, d_mlp, d_vocab_out] = W_out @ W_U
+
+    def take(self, members: slice) -> "Tables":
+        """The members ``members``' tables (views)."""
+        return Tables(*(getattr(self, f)[members] for f in self.__dataclass_fields__))
+
+    def member(self, m: int) -> "Tables":
+        """Member ``m``'s tables without the M axis (views)."""
+        return Tables(*(getattr(self, f)[m] for f in self.__dataclass_fields__))
 
 
 def tables(w: Weights, p: int, cfg: ModelConfig) -> Tables:
-    """The per-token tables of ``w`` at modulus/size ``p``."""
+    """The per-token tables of M members' weights ``w`` ([M, ...] each) at modulus/size ``p``."""
     H = cfg.n_heads
     W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
-    X = np.empty((2 * p + 1, W_E.shape[1]), np.float32)
-    np.add(W_E[:p], W_pos[0], out=X[:p])
-    np.add(W_E[:p], W_pos[1], out=X[p:2 * p])
-    np.add(W_E[p], W_pos[2], out=X[2 * p])
-    q_s = (X[-1] @ w[ATT + "W_Q"]) * np.float32(cfg.d_head ** -0.5)   # [H, d_head]
+    M = W_E.shape[0]
+    X = np.empty((M, 2 * p + 1, W_E.shape[2]), np.float32)
+    np.add(W_E[:, :p], W_pos[:, 0:1], out=X[:, :p])
+    np.add(W_E[:, :p], W_pos[:, 1:2], out=X[:, p:2 * p])
+    np.add(W_E[:, p], W_pos[:, 2], out=X[:, 2 * p])
+    q_s = np.matmul(X[:, None, -1:], w[ATT + "W_Q"])[:, :, 0] * np.float32(cfg.d_head ** -0.5)
     # score[t, h] = (X[t] @ W_K[h]) . q_s[h] = X[t] . (W_K[h] @ q_s[h]): no key table
-    k_dir = np.matmul(w[ATT + "W_K"], q_s[:, :, None])[:, :, 0]        # [H, d_model]
-    V = np.matmul(X, w[ATT + "W_V"])                                   # [H, T, d_head]
-    VO = np.matmul(V, w[ATT + "W_O"])                                  # [H, T, d_model]
+    k_dir = np.matmul(w[ATT + "W_K"], q_s[:, :, :, None])[:, :, :, 0]
+    V = np.matmul(X[:, None], w[ATT + "W_V"])
+    VO = np.matmul(V, w[ATT + "W_O"])
     # No final LayerNorm: the unembedding is linear in the MLP output, so go through
     # W_logit [d_mlp, d_vocab_out]: fewer flops than post @ W_out when d_vocab_out < d_model.
-    W_logit = names.w_logit(w, 0)
-    return Tables(X, q_s, k_dir, X @ k_dir.T, V, VO, VO[:, :2 * p].reshape(H * 2 * p, -1), W_logit)
+    W_logit = np.matmul(w[MLP + "W_out"], w["unembed.W_U"])
+    scores = np.matmul(X, k_dir.transpose(0, 2, 1))
+    return Tables(X, q_s, k_dir, scores, V, VO, VO[:, :, :2 * p].reshape(M, H * 2 * p, -1), W_logit)
+
+
+class GridBuffers:
+    """What :func:`grid_forward` writes, for M members at modulus/size ``p``, allocated once
+    (a fresh post alone is 8.7 MB for 8 members at p=23, and its allocation cost 5% of the
+    forward): the next forward into the same buffers overwrites the last one's Grid.
+
+    ``La`` [M, p, p, 2H+1]: per pair (a, b), the attention to a, to '=', and a 1 (for x_eq);
+    ``Lb`` [M, p(b), p(a), H]: the attention to b, grouped by b; ``P`` [M, p, p, 3, H];
+    ``logits`` [M, p * p, d_vocab_out]; ``resid_mid`` and ``post`` [M, p, p, ...], or with
+    ``keep_activations=False`` one member's [1, p, p, ...], reused by each member in turn
+    (for a caller that reads them in grid_forward's ``after``: a pack's 8.7 MB of post at
+    p=23 then stays a 1.1 MB buffer in the cache); per member, reused: ``VOW`` [H * T,
+    d_mlp], and for each width E (d_model, d_mlp) the right operand ``R`` [p, 2H+1, E] and
+    the b-part ``tmp`` [p, p, E] of :func:`_mix`.
+    """
+
+    def __init__(self, M: int, p: int, cfg: ModelConfig, d_vocab_out: int, keep_activations: bool = True):
+        H, T = cfg.n_heads, 2 * p + 1
+        self.M, self.p, self.keep_activations = M, p, keep_activations
+        self.La = np.empty((M, p, p, 2 * H + 1), np.float32)
+        self.La[..., 2 * H] = 1.0
+        self.Lb = np.empty((M, p, p, H), np.float32)
+        self.P = np.empty((M, p, p, 3, H), np.float32)
+        kept = M if keep_activations else 1
+        self.resid_mid = np.empty((kept, p, p, cfg.d_model), np.float32)
+        self.post = np.empty((kept, p, p, cfg.d_mlp), np.float32)
+        self.logits = np.empty((M, p * p, d_vocab_out), np.float32)
+        self.VOW = np.empty((H * T, cfg.d_mlp), np.float32)
+        self.R = {E: np.empty((p, 2 * H + 1, E), np.float32) for E in (cfg.d_model, cfg.d_mlp)}
+        self.tmp = {E: np.empty((p, p, E), np.float32) for E in (cfg.d_model, cfg.d_mlp)}
+
+
+@dataclass
+class Grid:
+    """One forward of M members over every pair (a, b), in the grid order c = a * p + b (a
+    run's train and test rows are a split of it): what the test metrics read, and what
+    :func:`saved` gathers for a backward. Views of a :class:`GridBuffers`."""
+
+    t: Tables
+    P: np.ndarray          # [M, p*p, 3, H] attention from '=' to (a, b, '=')
+    resid_mid: np.ndarray | None  # [M, p*p, d_model]; None unless the buffers keep them
+    post: np.ndarray | None       # [M, p*p, d_mlp]; likewise
+    logits: np.ndarray     # [M, p*p, d_vocab_out]
+
+
+def _mix(La: np.ndarray, Lb: np.ndarray, table: np.ndarray, x: np.ndarray, R: np.ndarray,
+         tmp: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out [p, p, E] = x + sum_h P[a, b, j, h] table[h, row j of (a, b)] for one member:
+    the attention-weighted sum of the table rows of a, b and '=' per pair (resid_mid from
+    the value table VO, or the MLP's pre-activation from VO @ W_in).
+
+    Pairs grouped by a read one table row per head for a: per a, the [p, 2H+1] attention
+    (to a, to '=', and 1 for x) times R = [table[:, a]; table[:, =]; x] [2H+1, E], one small
+    matmul each (numpy's batched matmul). The b-part grouped by b likewise, then added
+    transposed. This is ~(2H+1) * E multiply-adds per pair, where the dense attention
+    matrix times the table and then W_in (resid_mid @ W_in) cost (2p H + d_mlp) * d_model.
+    """
+    H, p = Lb.shape[-1], La.shape[0]
+    R[:, :H] = table[:, :p].transpose(1, 0, 2)
+    R[:, H:2 * H] = table[:, 2 * p]
+    R[:, 2 * H] = x
+    np.matmul(La, R, out=out)
+    np.matmul(Lb, table[:, p:2 * p].transpose(1, 0, 2), out=tmp)
+    return np.add(out, tmp.transpose(1, 0, 2), out=out)
+
+
+def grid_forward(w: Weights, p: int, cfg: ModelConfig, buffers: GridBuffers | None = None,
+                 after: Callable[[int, Tables, np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> Grid:
+    """M members' forward ([M, ...] weights) over every pair, into ``buffers`` (fresh ones
+    when none are given). The solo trainer runs it with M = 1, a pack with its members:
+    each member's arithmetic is the same ops on the same shapes (the MLP member by member),
+    so a member's numbers are its solo run's to the last bit on one BLAS thread.
+
+    ``after(m, tables, resid_mid, post, logits)``, when given, is called with member m's
+    grid rows ([p*p, ...]) as soon as they are made, while they are in the cache (the pack's backward
+    of the MLP)."""
+    t = tables(w, p, cfg)
+    M, H, T2, D, F = t.X.shape[0], cfg.n_heads, 2 * p, cfg.d_model, cfg.d_mlp
+    b = buffers if buffers is not None else GridBuffers(M, p, cfg, t.W_logit.shape[-1])
+    S = b.P
+    S[:, :, :, 0] = t.scores[:, :p, None]
+    S[:, :, :, 1] = t.scores[:, None, p:T2]
+    S[:, :, :, 2] = t.scores[:, None, None, T2]
+    S -= max3(S)[..., None, :]
+    np.exp(S, out=S)
+    S /= sum3(S)[..., None, :]
+    b.La[..., :H] = S[:, :, :, 0]
+    b.La[..., H:2 * H] = S[:, :, :, 2]
+    b.Lb[...] = S[:, :, :, 1].transpose(0, 2, 1, 3)
+    W_in, W_U = w[MLP + "W_in"], w["unembed.W_U"]
+    x_eq = t.X[:, -1]
+    xW = np.matmul(x_eq[:, None], W_in)[:, 0]                          # [M, d_mlp]
+    for m in range(M):  # member by member: a member's post stays in the cache (see _mix)
+        VOW = np.matmul(t.VO[m].reshape(-1, D), W_in[m], out=b.VOW).reshape(H, T2 + 1, F)
+        k = m if b.keep_activations else 0
+        r = _mix(b.La[m], b.Lb[m], t.VO[m], x_eq[m], b.R[D], b.tmp[D], b.resid_mid[k]).reshape(-1, D)
+        h = _mix(b.La[m], b.Lb[m], VOW, xW[m], b.R[F], b.tmp[F], b.post[k]).reshape(-1, F)
+        relu_(h)
+        out = np.matmul(h, t.W_logit[m], out=b.logits[m])
+        out += r @ W_U[m]
+        if after is not None:
+            after(m, t, r, h, out)
+    n = p * p
+    if not b.keep_activations:
+        return Grid(t, S.reshape(M, n, 3, H), None, None, b.logits)
+    return Grid(t, S.reshape(M, n, 3, H), b.resid_mid.reshape(M, n, D), b.post.reshape(M, n, F), b.logits)
 
 
 @dataclass
 class Saved:
-    """Activations of one forward that the backward reads."""
+    """Activations of one member's forward that the backward reads, on its rows."""
 
-    t: Tables
+    t: Tables              # one member's (no M axis)
     P: np.ndarray          # [n, 3, H] attention from '=' to (a, b, '=')
     A: np.ndarray          # [n, H * 2p] attention to the a- and b-token table rows
     resid_mid: np.ndarray  # [n, d_model]
     post: np.ndarray       # [n, d_mlp]
 
-    def head(self, n: int) -> "Saved":
-        """The activations of the first ``n`` rows (views): the backward of a forward that
-        also ran other rows after them."""
-        return Saved(self.t, self.P[:n], self.A[:n], self.resid_mid[:n], self.post[:n])
+
+def saved(g: Grid, m: int, rows: Rows) -> Saved:
+    """Member ``m``'s activations on ``rows`` (in their order), gathered from the grid."""
+    def take(x: np.ndarray) -> np.ndarray:
+        # mode="clip": the rows are valid by construction, and numpy's default mode checks
+        # them through a buffer (51 against 19 us for [265, 512] of [529, 512])
+        return np.take(x[m], rows.canon, axis=0, mode="clip")
+
+    P = take(g.P)
+    return Saved(g.t.member(m), P, rows.attention(P), take(g.resid_mid), take(g.post))
+
+
+def one_member(w: Weights) -> Weights:
+    """One model's weights as a stack of one member (views with a leading axis of 1)."""
+    return {name: v[None] for name, v in w.items()}
 
 
 def forward(w: Weights, rows: Rows, cfg: ModelConfig) -> tuple[np.ndarray, Saved]:
-    """Logits at '=' [n, d_vocab_out] float32 and the activations for :func:`backward`."""
-    t = tables(w, rows.p, cfg)
-    n, H, T2 = rows.n, cfg.n_heads, 2 * rows.p
-    S = t.scores[rows.idx3]                                            # [n, 3, H]
-    S -= S.max(1, keepdims=True)
-    np.exp(S, out=S)
-    P = S
-    P /= S.sum(1, keepdims=True)
-    # Attention to a and b as a dense [n, H, 2p] matrix (two non-zeros per row and head)
-    # times the value table: one matmul, where a gather of each row's values would move
-    # n * 2 * H * d_model floats and need a scatter-add in the backward.
-    A = np.zeros(n * H * T2, np.float32)
-    A[rows.flat_ab] = P[:, :2].transpose(0, 2, 1).ravel()
-    A = A.reshape(n, H * T2)
-    resid_mid = A @ t.VO_ab
-    resid_mid += P[:, 2] @ t.VO[:, -1]
-    resid_mid += t.X[-1]                                               # x_eq
-    post = resid_mid @ w[MLP + "W_in"]
-    relu_(post)
-    logits = post @ t.W_logit
-    logits += resid_mid @ w["unembed.W_U"]
-    return logits, Saved(t, P, A, resid_mid, post)
+    """One model's logits at '=' on ``rows`` [n, d_vocab_out] float32 and the activations for
+    :func:`backward`: :func:`grid_forward` of the whole grid, gathered."""
+    g = grid_forward(one_member(w), rows.p, cfg)
+    return g.logits[0][rows.canon], saved(g, 0, rows)
 
 
 def backward(w: Weights, rows: Rows, s: Saved, dlogits: np.ndarray, grads: Weights,

@@ -40,8 +40,9 @@ from grok_engine.weights import first_nonfinite, init_weights, is_bias, param_sh
 
 METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 
-# Up to this p the hand-written numpy path of ``one_layer`` (dense [n, H, 2p] attention
-# matrix) beats autograd on the fast forward; measured per epoch on a 2-core CPU: 1.25 vs
+# Up to this p the hand-written numpy path of ``one_layer`` (its backward's dense [n, H, 2p]
+# attention matrix) beats autograd on the fast forward; measured per epoch on a 2-core CPU
+# before the numpy forward ran on the grid (session 13; that made it faster still): 1.25 vs
 # 2.67 ms at p=10, 4.1 vs 4.9 ms at p=23, 6.5 vs 10.9 at p=31, 9.9 vs 9.2 at p=37, 17.9 vs
 # 15.7 at p=47.
 MANUAL_MAX_P = 32
@@ -265,10 +266,11 @@ class NumpyStepper:
     """The hand-written path for the notebook's 1-layer model at small p on the CPU
     (``grok_engine.one_layer``): numpy forward and backward, metrics as floats.
 
-    One forward of the current weights over the train rows and then the test rows gives
-    the test metrics and the activations the next step's backward reads (the train rows'
-    part). The rows are the same every epoch, evaluated or not, so a run's numbers depend
-    only on its config (BLAS may round a row differently in a matrix of another height)."""
+    One forward of the current weights over every pair (``one_layer.grid_forward``: the
+    train and test rows are a split of the grid) gives the test metrics and the
+    activations the next step's backward reads (the train rows', gathered). It runs on
+    the whole grid every epoch, evaluated or not, so a run's numbers depend only on its
+    config (BLAS may round a row differently in a matrix of another height)."""
 
     nan = math.nan
 
@@ -281,11 +283,13 @@ class NumpyStepper:
         self._w = {n: v.numpy() for n, v in trainer.views(detach=True).items()}
         self._grads = {n: v.numpy() for n, v in trainer._per_name(trainer.flat.grad).items()}
         tr_a, tr_b, te_a, te_b = trainer.train_a, trainer.train_b, trainer.test_a, trainer.test_b
+        self._w1 = one_layer.one_member(self._w)
         self._train_rows = one_layer.Rows(tr_a.numpy(), tr_b.numpy(), p, H)
-        self._all_rows = one_layer.Rows(torch.cat([tr_a, te_a]).numpy(), torch.cat([tr_b, te_b]).numpy(), p, H)
+        self._test_canon = (te_a * p + te_b).numpy()
+        self._buffers = one_layer.GridBuffers(1, p, cfg.model, d_out)
         self._train_np = (trainer.train_labels.numpy(), one_layer.onehot(trainer.train_labels.numpy(), d_out))
         self._test_np = (trainer.test_labels.numpy(), one_layer.onehot(trainer.test_labels.numpy(), d_out))
-        self._forward: tuple[np.ndarray, one_layer.Saved] | None = None
+        self._forward: one_layer.Grid | None = None
 
     def loop_context(self) -> ContextManager:
         # numpy's BLAS on one thread (runtime.single_blas_thread says why); no overflow
@@ -296,17 +300,17 @@ class NumpyStepper:
         return stack
 
     def evaluate(self, need_test: bool) -> tuple[float, float] | None:
-        self._forward = one_layer.forward(self._w, self._all_rows, self.trainer.config.model)
+        cfg = self.trainer.config
+        self._forward = one_layer.grid_forward(self._w1, cfg.task.p, cfg.model, self._buffers)
         if not need_test:
             return None
-        n = self._train_rows.n
-        return one_layer.loss_and_accuracy(self._forward[0][n:], *self._test_np)
+        return one_layer.loss_and_accuracy(self._forward.logits[0][self._test_canon], *self._test_np)
 
     def gradient(self) -> tuple[float, float]:
         assert self._forward is not None, "evaluate makes the forward first"
         rows, (labels, onehot) = self._train_rows, self._train_np
-        logits, saved = self._forward[0][:rows.n], self._forward[1].head(rows.n)
-        self._forward = None  # its weights are about to change
+        grid, self._forward = self._forward, None  # its weights are about to change
+        logits, saved = grid.logits[0][rows.canon], one_layer.saved(grid, 0, rows)
         loss, dlogits = one_layer.loss_and_dlogits(logits, onehot)
         one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.trainer.config.model)
         return loss, one_layer.accuracy(logits, labels)

@@ -17,7 +17,8 @@ Which stacked forward, chosen by measuring (on the AMD EPYC, 2 cores, of this pr
 
 * On the CPU, for the notebook's 1-layer model at p <= MANUAL_MAX_P (where the solo
   trainer runs ``one_layer``'s numpy forward and hand-written backward), the pack runs
-  :mod:`grok_engine.sweep.stacked_one_layer`: the same ops with a member axis. numpy's
+  ``one_layer.grid_forward`` with every member (the solo trainer runs it with one) and
+  :mod:`grok_engine.sweep.stacked_one_layer`'s backward: the same ops with a member axis. numpy's
   stacked matmul is one BLAS call per member on the solo call's shapes, so a member gets
   the solo trainer's numbers bit for bit (weights, moments, metrics). It saves numpy's
   per-op overhead: 1.4x to 2.4x the solo trainer's model-epochs per CPU-second at p=11-17
@@ -35,8 +36,8 @@ Which stacked forward, chosen by measuring (on the AMD EPYC, 2 cores, of this pr
   (:func:`stackable`).
 
 Train splits of different sizes (members with different ``frac_train``): every member's
-forward runs all p*p rows (its train rows first, as the solo trainer's does), so the
-forward is one stack; the backward runs once per group of members with the same train row
+forward runs all p*p rows (the grid, as the solo trainer's does), so the forward is one
+stack; the backward runs once per group of members with the same train row
 count (a sweep over frac_train has a few groups), because padding the shorter splits with
 zero rows would change BLAS's blocking of the sums and with it the rounding. The stack
 keeps each group's members side by side (ordered by train row count), so a group's
@@ -247,7 +248,7 @@ class StackedTrainer:
         self._start_time = self._last_report = time.perf_counter()
         while True:
             need_test = any(self._test_due(m) for m in active)
-            test_loss, test_acc = self.forward.evaluate(self.flat, need_test)
+            test_loss, test_acc = self.forward.evaluate(self.flat, self.grad, need_test)
             stopping_all = should_stop()
             keep = [i for i, m in enumerate(active)
                     if not self._finish_row(i, m, test_loss[i], test_acc[i], stopping_all)]
@@ -256,7 +257,7 @@ class StackedTrainer:
                 if not active:
                     break
                 self._shrink(keep)
-                self.forward.evaluate(self.flat, False)  # the numpy path's forward of those left
+                self.forward.evaluate(self.flat, self.grad, False)  # the numpy path's forward of those left
             if time.perf_counter() - self._last_report >= report_interval_s:
                 for m in active:
                     self._flush(m)
@@ -330,11 +331,19 @@ class _Group:
 
     members: slice          # their rows of the stack: every array of the group is a view
     n: int
-    rows: so.StackedRows    # their first n rows
+    rows: so.StackedRows    # their train rows
     train: np.ndarray       # [Mg, n] labels
     train_onehot: np.ndarray
+    test_canon: np.ndarray  # [Mg, n_test] the test rows' places in the grid
     test: np.ndarray        # [Mg, n_test] labels
     test_onehot: np.ndarray
+
+    dresid: np.ndarray      # [Mg, n, d_model] the MLP backward's, for the attention's
+    work: so.MlpWork
+
+    def test_logits(self, grid: one_layer.Grid) -> np.ndarray:
+        """The group's logits on its test rows: [Mg, n_test, vocab]."""
+        return grid.logits[self.members][np.arange(len(self.test_canon))[:, None], self.test_canon]
 
 
 def onehot(labels: np.ndarray, d_vocab_out: int) -> np.ndarray:
@@ -348,25 +357,20 @@ def _nan(m: int) -> tuple[np.ndarray, np.ndarray]:
 
 class _NumpyForward:
     """The solo numpy path's forward and backward over the stack (module docstring):
-    :mod:`grok_engine.sweep.stacked_one_layer` on numpy views of the stacked tensors. As in
-    the solo trainer, one forward of every member's rows (train, then test) per epoch gives
-    the test metrics and what the next backward reads."""
+    ``one_layer.grid_forward`` and :mod:`grok_engine.sweep.stacked_one_layer` on numpy views
+    of the stacked tensors. As in the solo trainer, one forward of every member's grid per
+    epoch gives the test metrics and what the next backward reads (the train rows')."""
 
     def __init__(self, trainers: list[Trainer], layout):
         self.layout = layout
         self.model, self.p = trainers[0].config.model, trainers[0].config.task.p
+        self.d_out = trainers[0].config.task.d_vocab_out
         self.trainers = trainers
-        a = np.stack([torch.cat([t.train_a, t.test_a]).numpy() for t in trainers])
-        b = np.stack([torch.cat([t.train_b, t.test_b]).numpy() for t in trainers])
-        self.rows = so.StackedRows.of(a, b, self.p, self.model.n_heads)
         self._groups()
-        self._forward: tuple[np.ndarray, so.Saved] | None = None
+        self._forward: one_layer.Grid | None = None
 
     def shrink(self, keep: list[int]) -> None:
-        k = np.array(keep)
         self.trainers = [self.trainers[i] for i in keep]
-        self.rows = so.StackedRows(self.rows.idx3[k], self.p, self.model.n_heads,
-                                   np.ascontiguousarray(self.rows.gather3[k]))
         self._groups()
 
     def _groups(self) -> None:
@@ -375,47 +379,62 @@ class _NumpyForward:
         labels and one-hots. A run is a slice of the stack, so its weights, activations and
         gradients are views: no per-epoch copies in or out of the group's backward."""
         counts = [len(t.train_labels) for t in self.trainers]
-        d_out = self.trainers[0].config.task.d_vocab_out
-        self.groups = []
+        M, H = len(counts), self.model.n_heads
+        self.buffers = one_layer.GridBuffers(M, self.p, self.model, self.d_out, keep_activations=False)
+        self.groups, self._place = [], []
+        self.train_loss, self.train_acc = _nan(M)
         lo = 0
         while lo < len(counts):
             hi = lo + 1
             while hi < len(counts) and counts[hi] == counts[lo]:
                 hi += 1
-            members, ts = slice(lo, hi), self.trainers[lo:hi]
-            train = np.stack([t.train_labels.numpy() for t in ts])
-            test = np.stack([t.test_labels.numpy() for t in ts])
-            self.groups.append(_Group(members, counts[lo], self.rows.head(members, counts[lo]), train,
-                                      onehot(train, d_out), test, onehot(test, d_out)))
+            ts, n = self.trainers[lo:hi], counts[lo]
+            train, test, tr_a, tr_b, te_a, te_b = (
+                np.stack([getattr(t, part).numpy() for t in ts])
+                for part in ("train_labels", "test_labels", "train_a", "train_b", "test_a", "test_b"))
+            group = _Group(slice(lo, hi), n, so.StackedRows(tr_a, tr_b, self.p, H), train,
+                           onehot(train, self.d_out), te_a * self.p + te_b, test, onehot(test, self.d_out),
+                           np.empty((hi - lo, n, self.model.d_model), np.float32), so.MlpWork(n, self.model))
+            self.groups.append(group)
+            self._place += [(group, i) for i in range(hi - lo)]
             lo = hi
 
     def _views(self, flat: torch.Tensor) -> dict[str, np.ndarray]:
         M, values = flat.shape[0], flat.numpy()
         return {name: values[:, s:e].reshape(M, *shape) for name, shape, s, e in self.layout}
 
-    def evaluate(self, flat: torch.Tensor, need_test: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Test (loss, accuracy) [M] of the current weights (NaN unless ``need_test``)."""
-        logits, saved = self._forward = so.forward(self._views(flat), self.rows, self.model)
-        test_loss, test_acc = _nan(len(logits))
+    def evaluate(self, flat: torch.Tensor, grad: torch.Tensor, need_test: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Test (loss, accuracy) [M] of the current weights (NaN unless ``need_test``), and
+        the first part of the train rows' gradient into ``grad`` (the MLP's, member by member
+        during the forward: :func:`stacked_one_layer.backward_mlp`); :meth:`gradient` ends it."""
+        w, grads = self._views(flat), self._views(grad)
+
+        def after(m: int, t: one_layer.Tables, resid_mid: np.ndarray, post: np.ndarray,
+                  logits: np.ndarray) -> None:
+            g, i = self._place[m]
+            canon = g.rows.canon[i]
+            part = np.take(logits, canon, axis=0, mode="clip")[None]     # [1, n, vocab]
+            loss, dlogits = so.loss_and_dlogits(part, g.train_onehot[i:i + 1])
+            self.train_loss[m], self.train_acc[m] = loss[0], (part[0].argmax(-1) == g.train[i]).mean()
+            so.backward_mlp(w, t, m, canon, resid_mid, post, dlogits[0], grads, g.dresid[i], g.work)
+
+        grid = self._forward = one_layer.grid_forward(w, self.p, self.model, self.buffers, after)
+        test_loss, test_acc = _nan(len(self.trainers))
         if need_test:
             for g in self.groups:
-                part = logits[g.members, g.n:]
-                test_loss[g.members], test_acc[g.members] = so.loss_and_accuracy(part, g.test, g.test_onehot)
+                test_loss[g.members], test_acc[g.members] = so.loss_and_accuracy(g.test_logits(grid), g.test,
+                                                                                 g.test_onehot)
         return test_loss, test_acc
-
     def gradient(self, flat: torch.Tensor, grad: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Write the train rows' gradient into ``grad`` (every entry); (loss, accuracy) [M]."""
+        """End the train rows' gradient in ``grad`` (every entry written, with the MLP's part
+        of :meth:`evaluate`); (loss, accuracy) [M]."""
         assert self._forward is not None, "evaluate makes the forward first"
-        (logits, saved), self._forward = self._forward, None
+        grid, self._forward = self._forward, None
         w, grads = self._views(flat), self._views(grad)
-        loss, acc = _nan(len(logits))
         for g in self.groups:
-            part = logits[g.members, :g.n]
-            loss[g.members], dlogits = so.loss_and_dlogits(part, g.train_onehot)
-            acc[g.members] = (part.argmax(-1) == g.train).mean(1)
-            so.backward({k: v[g.members] for k, v in w.items()}, g.rows, saved.head(g.members, g.n),
-                        dlogits, {k: v[g.members] for k, v in grads.items()}, self.model)
-        return loss, acc
+            so.backward_attention({k: v[g.members] for k, v in w.items()}, g.rows, so.saved(grid, g.members, g.rows),
+                                  g.dresid, {k: v[g.members] for k, v in grads.items()}, self.model)
+        return self.train_loss.copy(), self.train_acc.copy()
 
 
 class _TorchForward:
@@ -466,7 +485,7 @@ class _TorchForward:
         hit = (logits.argmax(-1) == labels).to(torch.float64)
         return -(logp * weight).sum(1), (hit * weight).sum(1)
 
-    def evaluate(self, flat: torch.Tensor, need_test: bool) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, flat: torch.Tensor, grad: torch.Tensor, need_test: bool) -> tuple[np.ndarray, np.ndarray]:
         if not need_test:
             return _nan(flat.shape[0])
         with torch.inference_mode():

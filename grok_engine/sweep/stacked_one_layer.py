@@ -1,5 +1,7 @@
-"""``grok_engine.one_layer`` over a leading member axis: M models' numpy forward and
-hand-written backward in one pass, each member on its own rows.
+"""``grok_engine.one_layer``'s backward over a leading member axis: M models' hand-written
+backward in one pass, each member on its own train rows, after one
+:func:`grok_engine.one_layer.grid_forward` of them all (the forward the solo trainer runs
+with M = 1).
 
 Every op is one_layer's op with an ``M`` axis in front, so that each member's arithmetic
 is the solo trainer's: numpy runs a stacked matmul as one BLAS call per member on the
@@ -10,18 +12,17 @@ trained in a pack therefore matches the solo trainer to the last bit on one thre
 the solo run's metrics: float32 training is chaotic enough that a rounding difference per
 epoch would grow past 1e-5 over a few hundred epochs.
 
-The MLP and unembedding (and the attention's value matmuls) run member by member in a
-Python loop, each member's chain of matmuls and the ReLU one after another, where numpy's
-stacked matmul ran each op over all members before the next: a member's post [n, d_mlp]
-(1.1 MB at p=23) is then still in the cache when the ReLU, the unembedding and the
-backward's mask read it, rather than 8.7 MB of every member's. Each member still gets the
-same BLAS calls on the same shapes (numpy's stacked matmul is a loop of them), so the
-numbers are the same; measured on the AMD EPYC (2 packs of 8 in parallel, p=23, notebook
-model): 9% more model-epochs per second.
+The backward's unembedding and MLP part (:func:`backward_mlp`) runs member by member,
+called from the forward (``grid_forward``'s ``after``) as soon as that member's post
+[p*p, d_mlp] (1.1 MB at p=23) is made: it is then still in the cache for the gather of the
+train rows, the ReLU mask and the weight gradients, and the pack keeps one member's post
+at a time, where gathering after every member's forward read 8.7 MB back from memory.
+The attention's part (:func:`backward_attention`) then runs stacked, per group of members
+with one train row count. Each member still gets the solo backward's BLAS calls on the
+same shapes (numpy's stacked matmul is a loop of them), so the numbers are the same.
 
 Shapes: as in one_layer, with ``M`` members first: weights ``[M, ...]``, ``X`` [M, T, D],
-``idx3`` [M, n, 3]. Members share ``n`` (every member's forward runs all p*p rows, its
-train rows first); a backward runs on members that share their train row count (see
+``idx3`` [M, n, 3]. A backward runs on members that share their train row count (see
 :class:`grok_engine.sweep.stacked.StackedTrainer`).
 """
 
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from grok_engine.config import ModelConfig
-from grok_engine.one_layer import ATT, FLOAT32_TINY, MLP, relu_
+from grok_engine.one_layer import ATT, FLOAT32_TINY, MLP, Grid, Tables, sum3
 
 Weights = dict[str, np.ndarray]
 
@@ -47,185 +48,118 @@ def _flat_ab(idx3: np.ndarray, n_heads: int, p: int) -> np.ndarray:
 
 
 class StackedRows:
-    """One_layer's :class:`~grok_engine.one_layer.Rows` of M members (each its own order of
-    rows), as indices into the stacked arrays.
+    """One_layer's :class:`~grok_engine.one_layer.Rows` of M members (each its own rows, as
+    many per member), as indices into the stacked arrays.
 
-    ``idx3`` [M, n, 3]: table rows of (a, b, '='); ``flat_ab`` [M * n * H * 2]: see
-    :func:`_flat_ab`; ``gather3`` [M, T, 3n]: one_layer's, per member.
+    ``canon`` [M, n]: each row's place a * p + b in the grid; ``idx3`` [M, n, 3]: table
+    rows of (a, b, '='); ``flat_ab`` [M * n * H * 2]: see :func:`_flat_ab`; ``gather3``
+    [M, T, 3n]: one_layer's, per member.
     """
 
-    def __init__(self, idx3: np.ndarray, p: int, n_heads: int, gather3: np.ndarray | None = None):
-        self.M, self.n = idx3.shape[:2]
-        self.p, self.n_heads, self.idx3 = p, n_heads, idx3
-        self.member = np.arange(self.M)[:, None, None]
-        self.flat_ab = _flat_ab(idx3, n_heads, p)
-        if gather3 is None:
-            M, n = self.M, self.n
-            gather3 = np.zeros((M, 2 * p + 1, 3 * n), np.float32)
-            gather3[np.repeat(np.arange(M), 3 * n), idx3.reshape(-1), np.tile(np.arange(3 * n), M)] = 1.0
-        self.gather3 = gather3
-        self._attention: np.ndarray | None = None
-        self._buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def attention_buffer(self, n_heads: int) -> np.ndarray:
-        """The dense attention matrix A [M, n, H * 2p] that :func:`forward` fills: allocated
-        once, zero off ``flat_ab``. Those entries are the same every epoch (the rows are), so
-        each forward only writes them, where a fresh zeroed A (6 MB for 16 members at p=23)
-        cost a memset of it per epoch."""
-        if self._attention is None:
-            self._attention = np.zeros((self.M, self.n, n_heads * 2 * self.p), np.float32)
-        return self._attention
-
-    def forward_buffers(self, d_model: int, d_mlp: int,
-                        d_vocab_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """resid_mid [M, n, d_model], post [M, n, d_mlp] and logits [M, n, d_vocab_out]
-        that :func:`forward` writes, allocated once (as the attention buffer): post alone is
-        8.7 MB for 8 members at p=23, and a fresh one per epoch cost 5% of the forward."""
-        if self._buffers is None:
-            self._buffers = tuple(np.empty((self.M, self.n, d), np.float32)
-                                  for d in (d_model, d_mlp, d_vocab_out))
-        return self._buffers
-
-    @classmethod
-    def of(cls, a: np.ndarray, b: np.ndarray, p: int, n_heads: int) -> "StackedRows":
+    def __init__(self, a: np.ndarray, b: np.ndarray, p: int, n_heads: int):
         """Rows ``[a, b, =]`` of each member: a, b [M, n] int."""
         a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        return cls(np.stack([a, b + p, np.full_like(a, 2 * p)], 2), p, n_heads)
+        idx3 = np.stack([a, b + p, np.full_like(a, 2 * p)], 2)
+        self.M, self.n = idx3.shape[:2]
+        self.p, self.n_heads, self.idx3 = p, n_heads, idx3
+        self.canon = a * p + b
+        self.member = np.arange(self.M)[:, None]
+        self.flat_ab = _flat_ab(idx3, n_heads, p)
+        M, n = self.M, self.n
+        self.gather3 = np.zeros((M, 2 * p + 1, 3 * n), np.float32)
+        self.gather3[np.repeat(np.arange(M), 3 * n), idx3.reshape(-1), np.tile(np.arange(3 * n), M)] = 1.0
+        self._attention: np.ndarray | None = None
 
-    def head(self, members: slice | np.ndarray, n: int) -> "StackedRows":
-        """The first ``n`` rows of the members ``members`` (a slice or indices of this stack)."""
-        return StackedRows(self.idx3[members, :n], self.p, self.n_heads,
-                           np.ascontiguousarray(self.gather3[members, :, :3 * n]))
-
-
-@dataclass
-class Tables:
-    """one_layer's per-token tables, per member."""
-
-    X: np.ndarray          # [M, T, d_model]
-    q_s: np.ndarray        # [M, H, d_head]
-    k_dir: np.ndarray      # [M, H, d_model]
-    scores: np.ndarray     # [M, T, H]
-    V: np.ndarray          # [M, H, T, d_head]
-    VO: np.ndarray         # [M, H, T, d_model]
-    VO_ab: np.ndarray      # [M, H * 2p, d_model]
-    W_logit: np.ndarray    # [M, d_mlp, d_vocab_out]
-
-    def take(self, members: slice) -> "Tables":
-        """The members ``members``' tables (views)."""
-        return Tables(*(getattr(self, f)[members] for f in self.__dataclass_fields__))
-
-
-def tables(w: Weights, p: int, cfg: ModelConfig) -> Tables:
-    H = cfg.n_heads
-    W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
-    M = W_E.shape[0]
-    X = np.empty((M, 2 * p + 1, W_E.shape[2]), np.float32)
-    np.add(W_E[:, :p], W_pos[:, 0:1], out=X[:, :p])
-    np.add(W_E[:, :p], W_pos[:, 1:2], out=X[:, p:2 * p])
-    np.add(W_E[:, p], W_pos[:, 2], out=X[:, 2 * p])
-    q_s = np.matmul(X[:, None, -1:], w[ATT + "W_Q"])[:, :, 0] * np.float32(cfg.d_head ** -0.5)
-    k_dir = np.matmul(w[ATT + "W_K"], q_s[:, :, :, None])[:, :, :, 0]
-    V = np.matmul(X[:, None], w[ATT + "W_V"])
-    VO = np.matmul(V, w[ATT + "W_O"])
-    W_logit = np.matmul(w[MLP + "W_out"], w["unembed.W_U"])
-    scores = np.matmul(X, k_dir.transpose(0, 2, 1))
-    return Tables(X, q_s, k_dir, scores, V, VO, VO[:, :, :2 * p].reshape(M, H * 2 * p, -1), W_logit)
+    def attention(self, P: np.ndarray) -> np.ndarray:
+        """The dense attention matrix A [M, n, H * 2p] of these rows' attention P [M, n, 3, H],
+        in a buffer allocated once, zero off ``flat_ab``: those entries are the same every
+        epoch (the rows are), so each call only writes the non-zeros, where a fresh zeroed
+        A (6 MB for 16 members at p=23) cost a memset of it per epoch."""
+        if self._attention is None:
+            self._attention = np.zeros((self.M, self.n, self.n_heads * 2 * self.p), np.float32)
+        self._attention.reshape(-1)[self.flat_ab] = P[:, :, :2].transpose(0, 1, 3, 2).ravel()
+        return self._attention
 
 
 @dataclass
 class Saved:
+    """What :func:`backward_attention` reads of one_layer's Saved, per member, on its rows."""
+
     t: Tables
     P: np.ndarray          # [M, n, 3, H]
     A: np.ndarray          # [M, n, H * 2p]
-    resid_mid: np.ndarray  # [M, n, d_model]
-    post: np.ndarray       # [M, n, d_mlp]
-
-    def head(self, members: slice, n: int) -> "Saved":
-        """Views of the first ``n`` rows of the members ``members`` (a slice of the stack)."""
-        return Saved(self.t.take(members), self.P[members, :n], self.A[members, :n],
-                     self.resid_mid[members, :n], self.post[members, :n])
 
 
-def _max3(x: np.ndarray) -> np.ndarray:
-    """x.max(2) of x [M, n, 3, H], position by position."""
-    out = np.maximum(x[:, :, 0], x[:, :, 1])
-    return np.maximum(out, x[:, :, 2], out=out)
+def saved(g: Grid, members: slice, rows: StackedRows) -> Saved:
+    """The attention activations of the members ``members`` of ``g`` (a slice of its stack)
+    on their ``rows`` (one set per member); ``A`` is ``rows``' buffer, rewritten by the next
+    call."""
+    P = g.P[members][rows.member, rows.canon]
+    return Saved(g.t.take(members), P, rows.attention(P))
 
 
-def _sum3(x: np.ndarray) -> np.ndarray:
-    """x.sum(2) of x [M, n, 3, H], added in numpy's order: (x0 + x1) + x2."""
-    out = np.add(x[:, :, 0], x[:, :, 1])
-    out += x[:, :, 2]
-    return out
+def _take_rows(x: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """x[rows] into ``out``. mode="clip" because the rows are valid by construction: numpy's
+    default mode checks them through a buffer, 51 against 19 us for [265, 512] of [529, 512]."""
+    return np.take(x, rows, axis=0, out=out, mode="clip")
 
 
-def forward(w: Weights, rows: StackedRows, cfg: ModelConfig) -> tuple[np.ndarray, Saved]:
-    """Logits at '=' [M, n, d_vocab_out] float32 and the activations for :func:`backward`.
-    The logits and the Saved's ``A``, ``resid_mid`` and ``post`` are ``rows``' buffers
-    (:meth:`StackedRows.attention_buffer`, :meth:`StackedRows.forward_buffers`): the next
-    forward on the same rows overwrites them, so a backward reads the latest forward only."""
-    t = tables(w, rows.p, cfg)
-    M, n, H, T2 = rows.M, rows.n, cfg.n_heads, 2 * rows.p
-    S = t.scores[rows.member, rows.idx3]                                # [M, n, 3, H]
-    # The softmax over the 3 positions with the position axis unrolled: one_layer's
-    # max(1) and sum(1) over that axis are (x0 max x1) max x2 and (x0 + x1) + x2, the same
-    # numbers, in a third of the time of numpy's reduction over a short strided axis.
-    S -= _max3(S)[:, :, None]
-    np.exp(S, out=S)
-    P = S
-    P /= _sum3(S)[:, :, None]
-    A = rows.attention_buffer(H)
-    A.reshape(-1)[rows.flat_ab] = P[:, :, :2].transpose(0, 1, 3, 2).ravel()
-    resid_mid, post, logits = rows.forward_buffers(cfg.d_model, cfg.d_mlp, t.W_logit.shape[-1])
-    attn_eq = np.matmul(P[:, :, 2], t.VO[:, :, -1])                    # [M, n, d_model]
-    W_in, W_U = w[MLP + "W_in"], w["unembed.W_U"]
-    for m in range(M):  # member by member: see the module docstring (cache)
-        r = np.matmul(A[m], t.VO_ab[m], out=resid_mid[m])
-        r += attn_eq[m]
-        r += t.X[m, -1]
-        h = np.matmul(r, W_in[m], out=post[m])
-        relu_(h)
-        out = np.matmul(h, t.W_logit[m], out=logits[m])
-        out += r @ W_U[m]
-    return logits, Saved(t, P, A, resid_mid, post)
+class MlpWork:
+    """One member's [n, ...] working arrays of :func:`backward_mlp` (post and resid_mid of
+    its rows, dpre), made once and reused by each member in turn."""
+
+    def __init__(self, n: int, cfg: ModelConfig):
+        self.post, self.resid_mid, self.dpre = (np.empty((n, d), np.float32)
+                                                for d in (cfg.d_mlp, cfg.d_model, cfg.d_mlp))
 
 
-def backward(w: Weights, rows: StackedRows, s: Saved, dlogits: np.ndarray, grads: Weights,
-             cfg: ModelConfig) -> None:
-    """one_layer.backward per member: ``grads[name]`` [M, ...] overwritten."""
+def backward_mlp(w: Weights, t: Tables, m: int, canon: np.ndarray, resid_mid_grid: np.ndarray,
+                 post_grid: np.ndarray, dl: np.ndarray, grads: Weights, dresid: np.ndarray,
+                 work: MlpWork) -> None:
+    """one_layer.backward's unembedding and MLP part for member ``m`` of the stack (``w``,
+    ``t``, ``grads`` [M, ...]) on its rows ``canon`` [n]: its W_out, W_U and W_in gradients,
+    and d(loss)/d(resid_mid) into ``dresid`` [n, d_model].
+
+    Called from :func:`grok_engine.one_layer.grid_forward` right after the member's forward
+    (``resid_mid_grid`` [p*p, d_model] and ``post_grid`` [p*p, d_mlp] are its grid rows,
+    ``dl`` [n, d_vocab_out] its dlogits): its post is still in the cache, where gathered
+    after every member's forward it had to come back from memory. The same ops as the solo
+    backward on the same shapes, so the same numbers."""
+    W_U, W_in, W_out = w["unembed.W_U"][m], w[MLP + "W_in"][m], w[MLP + "W_out"][m]
+    post = _take_rows(post_grid, canon, work.post)
+    resid_mid = _take_rows(resid_mid_grid, canon, work.resid_mid)
+    dW_logit = post.T @ dl
+    np.matmul(dW_logit, W_U.T, out=grads[MLP + "W_out"][m])
+    dW_U = np.matmul(resid_mid.T, dl, out=grads["unembed.W_U"][m])
+    dW_U += W_out.T @ dW_logit
+    dpre = np.matmul(dl, t.W_logit[m].T, out=work.dpre)
+    dpre *= post > 0                                                   # ReLU's gradient
+    np.matmul(resid_mid.T, dpre, out=grads[MLP + "W_in"][m])
+    np.matmul(dpre, W_in.T, out=dresid)
+    dresid += dl @ W_U.T
+
+
+def backward_attention(w: Weights, rows: StackedRows, s: Saved, dresid: np.ndarray,
+                       grads: Weights, cfg: ModelConfig) -> None:
+    """one_layer.backward's attention and embedding part per member, from ``dresid`` [M, n,
+    d_model] (:func:`backward_mlp`'s): the gradients of W_Q, W_K, W_V, W_O, W_E and W_pos
+    [M, ...] overwritten."""
     M, n, H, p = rows.M, rows.n, cfg.n_heads, rows.p
     T2 = 2 * p
-    W_U, W_in, W_out = w["unembed.W_U"], w[MLP + "W_in"], w[MLP + "W_out"]
     W_Q, W_K, W_V, W_O = (w[ATT + k] for k in ("W_Q", "W_K", "W_V", "W_O"))
     t = s.t
 
     def T(x: np.ndarray) -> np.ndarray:
         return x.swapaxes(-1, -2)
 
-    dresid = np.empty((M, n, cfg.d_model), np.float32)
-    dA = np.empty((M, n, H * T2), np.float32)
+    dA = np.matmul(dresid, T(t.VO_ab))                                  # [M, n, H * 2p]
     dVO = np.empty_like(t.VO)
-    dpre = np.empty((n, cfg.d_mlp), np.float32)   # one member's at a time, reused
-    g_out, g_U, g_in = grads[MLP + "W_out"], grads["unembed.W_U"], grads[MLP + "W_in"]
-    for m in range(M):  # member by member: see the module docstring (cache)
-        post, resid_mid, dl = s.post[m], s.resid_mid[m], dlogits[m]
-        dW_logit = post.T @ dl
-        np.matmul(dW_logit, W_U[m].T, out=g_out[m])
-        dW_U = np.matmul(resid_mid.T, dl, out=g_U[m])
-        dW_U += W_out[m].T @ dW_logit
-        np.matmul(dl, t.W_logit[m].T, out=dpre)
-        dpre *= post > 0
-        np.matmul(resid_mid.T, dpre, out=g_in[m])
-        dr = np.matmul(dpre, W_in[m].T, out=dresid[m])
-        dr += dl @ W_U[m].T
-        np.matmul(dr, t.VO_ab[m].T, out=dA[m])
-        dVO[m, :, :T2] = (s.A[m].T @ dr).reshape(H, T2, -1)
+    dVO[:, :, :T2] = np.matmul(T(s.A), dresid).reshape(M, H, T2, -1)
     dP = np.empty((M, n, 3, H), np.float32)
     dP[:, :, :2] = dA.reshape(-1)[rows.flat_ab].reshape(M, n, H, 2).transpose(0, 1, 3, 2)
     dP[:, :, 2] = np.matmul(dresid, T(t.VO[:, :, -1]))
     dS = dP
-    dS -= _sum3(dP * s.P)[:, :, None]
+    dS -= sum3(dP * s.P)[:, :, None]
     dS *= s.P
     dSt = np.matmul(rows.gather3, dS.reshape(M, 3 * n, H))              # [M, T, H]
     dVO[:, :, T2] = np.matmul(T(s.P[:, :, 2]), dresid)
