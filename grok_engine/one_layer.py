@@ -163,7 +163,7 @@ def tables(w: Weights, p: int, cfg: ModelConfig) -> Tables:
     VO = np.matmul(V, w[ATT + "W_O"])
     # No final LayerNorm: the unembedding is linear in the MLP output, so go through
     # W_logit [d_mlp, d_vocab_out]: fewer flops than post @ W_out when d_vocab_out < d_model.
-    W_logit = np.matmul(w[MLP + "W_out"], w["unembed.W_U"])
+    W_logit = names.w_logit(w, 0)
     scores = np.matmul(X, k_dir.transpose(0, 2, 1))
     return Tables(X, q_s, k_dir, scores, V, VO, VO[:, :, :2 * p].reshape(M, H * 2 * p, -1), W_logit)
 
@@ -185,7 +185,7 @@ class GridBuffers:
 
     def __init__(self, M: int, p: int, cfg: ModelConfig, d_vocab_out: int, keep_activations: bool = True):
         H, T = cfg.n_heads, 2 * p + 1
-        self.M, self.p, self.keep_activations = M, p, keep_activations
+        self.keep_activations = keep_activations
         self.La = np.empty((M, p, p, 2 * H + 1), np.float32)
         self.La[..., 2 * H] = 1.0
         self.Lb = np.empty((M, p, p, H), np.float32)
@@ -286,15 +286,18 @@ class Saved:
     post: np.ndarray       # [n, d_mlp]
 
 
+def take_rows(x: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """x[rows] (into ``out`` when given). mode="clip" because the rows are valid by
+    construction: numpy's default mode checks them through a buffer, 51 against 19 us for
+    [265, 512] of [529, 512]."""
+    return np.take(x, rows, axis=0, out=out, mode="clip")
+
+
 def saved(g: Grid, m: int, rows: Rows) -> Saved:
     """Member ``m``'s activations on ``rows`` (in their order), gathered from the grid."""
-    def take(x: np.ndarray) -> np.ndarray:
-        # mode="clip": the rows are valid by construction, and numpy's default mode checks
-        # them through a buffer (51 against 19 us for [265, 512] of [529, 512])
-        return np.take(x[m], rows.canon, axis=0, mode="clip")
-
-    P = take(g.P)
-    return Saved(g.t.member(m), P, rows.attention(P), take(g.resid_mid), take(g.post))
+    P = take_rows(g.P[m], rows.canon)
+    return Saved(g.t.member(m), P, rows.attention(P), take_rows(g.resid_mid[m], rows.canon),
+                 take_rows(g.post[m], rows.canon))
 
 
 def one_member(w: Weights) -> Weights:

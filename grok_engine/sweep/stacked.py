@@ -413,7 +413,7 @@ class _NumpyForward:
                   logits: np.ndarray) -> None:
             g, i = self._place[m]
             canon = g.rows.canon[i]
-            part = np.take(logits, canon, axis=0, mode="clip")[None]     # [1, n, vocab]
+            part = one_layer.take_rows(logits, canon)[None]             # [1, n, vocab]
             loss, dlogits = so.loss_and_dlogits(part, g.train_onehot[i:i + 1])
             self.train_loss[m], self.train_acc[m] = loss[0], (part[0].argmax(-1) == g.train[i]).mean()
             so.backward_mlp(w, t, m, canon, resid_mid, post, dlogits[0], grads, g.dresid[i], g.work)
