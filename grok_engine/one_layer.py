@@ -1,5 +1,6 @@
-"""The notebook's model trained on the CPU without autograd or torch: a numpy forward that
-keeps what the backward needs, and the backward derived by hand.
+"""The notebook's model trained on the CPU without autograd or torch: the numpy forward
+over every pair, and the loss (the backward derived by hand is
+:mod:`grok_engine.one_layer_backward`; :mod:`grok_engine.numpy_pass` runs the two).
 
 Which models: one layer, no LayerNorm, ReLU, every bias absent (the notebook freezes them
 at zero; ``Trainer`` leaves all-zero frozen biases out of the weights), on the CPU. Any
@@ -8,7 +9,7 @@ other model, and any model on a GPU, trains through autograd on
 
 Why numpy: at p=10 an epoch is about a hundred ops on matrices of a few hundred rows.
 A torch op costs ~5-8 us of dispatch before any arithmetic and autograd adds a graph node
-per op; a numpy op costs ~1-2 us. Here the backward is ~40 ops, each weight gradient is
+per op; a numpy op costs ~1-2 us. The backward is ~50 ops, each weight gradient is
 written straight into the trainer's flat gradient (numpy views of the torch tensor that
 AdamW steps), and nothing is zeroed or accumulated twice.
 
@@ -21,8 +22,7 @@ MLP's pre-activation from a table: pre = x_eq @ W_in + sum_h,j P[h, j] (VO @ W_i
 the value table through W_in once per token ((2p+1) H rows) and then ~(2H+1) multiply-adds
 per pair and unit (:func:`_mix`), where resid_mid @ W_in costs d_model per pair and unit
 (4x the work at the notebook's shape). A run's train and test rows are a split of the grid,
-so one forward gives the test metrics, and the backward gathers the train rows
-(:func:`saved`). The backward stays on the train rows as they are.
+so one forward gives the test metrics and the train rows' logits and activations.
 
 Shapes: ``p`` tokens plus '=' (index ``p``); ``T = 2p + 1`` table rows (a-tokens at
 position 0, b-tokens at position 1, '=' at position 2); ``n`` rows ``[a, b, =]``; ``H``
@@ -62,39 +62,6 @@ def supported(cfg: ModelConfig, names: set[str] | frozenset[str]) -> bool:
             and set(names) == set(WEIGHTS))
 
 
-class Rows:
-    """Index arrays for a set of rows ``[a, b, =]`` into the token tables.
-
-    ``canon`` [n]: each row's place ``a * p + b`` in the grid order of :func:`grid_forward`;
-    ``idx3`` [n, 3]: table rows of (a, b, '='); ``flat_ab`` [n * H * 2]: where row i's
-    attention from head h to a and b sits in the flattened dense [n, H, 2p] matrix;
-    ``gather3`` [T, 3n] float32: 1 where table row t is row i's j-th token, so that
-    ``gather3 @ dS.reshape(3n, H)`` sums the score gradients per table row.
-    """
-
-    def __init__(self, a: np.ndarray, b: np.ndarray, p: int, n_heads: int):
-        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        self.p, self.n, self.n_heads = p, len(a), n_heads
-        self.canon = a * p + b
-        T2 = 2 * p
-        self.idx3 = np.stack([a, b + p, np.full_like(a, T2)], 1)
-        head = np.arange(n_heads)[None, :, None]
-        self.flat_ab = ((np.arange(self.n)[:, None, None] * n_heads + head) * T2
-                        + self.idx3[:, None, :2]).ravel()
-        self.gather3 = np.zeros((T2 + 1, 3 * self.n), np.float32)
-        self.gather3[self.idx3.ravel(), np.arange(3 * self.n)] = 1.0
-        self._attention: np.ndarray | None = None
-
-    def attention(self, P: np.ndarray) -> np.ndarray:
-        """The dense attention to the a- and b-token table rows, A [n, H * 2p], of these
-        rows' attention P [n, 3, H]: in a buffer made once, zero off ``flat_ab`` (the same
-        entries every time: the rows are), so a call only writes the 2H non-zeros per row."""
-        if self._attention is None:
-            self._attention = np.zeros((self.n, self.n_heads * 2 * self.p), np.float32)
-        self._attention.reshape(-1)[self.flat_ab] = P[:, :2].transpose(0, 2, 1).ravel()
-        return self._attention
-
-
 @functools.lru_cache(maxsize=8)
 def _zeros(shape: tuple[int, ...]) -> np.ndarray:
     zeros = np.zeros(shape, np.float32)
@@ -124,10 +91,20 @@ def sum3(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def padded_width(d_vocab_out: int) -> int:
+    """The logits' width in the numpy path: d_vocab_out rounded up to a multiple of 8. BLAS
+    runs the matmuls with d_vocab_out columns faster on a multiple of its vector width, and
+    zero columns add nothing: measured at p=23 (23 -> 24, AMD EPYC, one thread) per member
+    and epoch, post @ W_logit 225 -> 169 us, post.T @ dlogits 120 -> 91, W_out @ W_U 55 -> 41;
+    at p=10 (20 -> 24) no change."""
+    return -(-d_vocab_out // 8) * 8
+
+
 @dataclass
 class Tables:
     """Per-token tables of M members' weights (made once per forward: every row reads them),
-    ``[M, ...]``; :meth:`member` gives one member's, without the M axis."""
+    ``[M, ...]``. ``W_U`` and ``W_logit`` have :func:`padded_width` columns, zero past
+    d_vocab_out."""
 
     X: np.ndarray          # [M, T, d_model] embedding + position per table row
     q_s: np.ndarray        # [M, H, d_head] the '=' query, times 1/sqrt(d_head)
@@ -135,21 +112,13 @@ class Tables:
     scores: np.ndarray     # [M, T, H] X @ k_dir.T
     V: np.ndarray          # [M, H, T, d_head]
     VO: np.ndarray         # [M, H, T, d_model] values through W_O
-    VO_ab: np.ndarray      # [M, H * 2p, d_model] VO of the a- and b-token rows
-    W_logit: np.ndarray    # [M, d_mlp, d_vocab_out] = W_out @ W_U
-
-    def take(self, members: slice) -> "Tables":
-        """The members ``members``' tables (views)."""
-        return Tables(*(getattr(self, f)[members] for f in self.__dataclass_fields__))
-
-    def member(self, m: int) -> "Tables":
-        """Member ``m``'s tables without the M axis (views)."""
-        return Tables(*(getattr(self, f)[m] for f in self.__dataclass_fields__))
+    W_U: np.ndarray        # [M, d_model, padded] the unembedding, zero-padded
+    W_logit: np.ndarray    # [M, d_mlp, padded] = W_out @ W_U
 
 
-def tables(w: Weights, p: int, cfg: ModelConfig) -> Tables:
-    """The per-token tables of M members' weights ``w`` ([M, ...] each) at modulus/size ``p``."""
-    H = cfg.n_heads
+def tables(w: Weights, p: int, cfg: ModelConfig, W_U_padded: np.ndarray | None = None) -> Tables:
+    """The per-token tables of M members' weights ``w`` ([M, ...] each) at modulus/size ``p``;
+    the padded W_U in ``W_U_padded`` [M, d_model, padded] (zero past d_vocab_out) when given."""
     W_E, W_pos = w["embed.W_E"], w["pos_embed.W_pos"]
     M = W_E.shape[0]
     X = np.empty((M, 2 * p + 1, W_E.shape[2]), np.float32)
@@ -161,11 +130,15 @@ def tables(w: Weights, p: int, cfg: ModelConfig) -> Tables:
     k_dir = np.matmul(w[ATT + "W_K"], q_s[:, :, :, None])[:, :, :, 0]
     V = np.matmul(X[:, None], w[ATT + "W_V"])
     VO = np.matmul(V, w[ATT + "W_O"])
+    W_U = w[names.W_U]
+    if W_U_padded is None:
+        W_U_padded = np.zeros((*W_U.shape[:2], padded_width(W_U.shape[2])), np.float32)
+    W_U_padded[:, :, :W_U.shape[2]] = W_U
     # No final LayerNorm: the unembedding is linear in the MLP output, so go through
     # W_logit [d_mlp, d_vocab_out]: fewer flops than post @ W_out when d_vocab_out < d_model.
-    W_logit = names.w_logit(w, 0)
+    W_logit = names.w_logit({**w, names.W_U: W_U_padded}, 0)
     scores = np.matmul(X, k_dir.transpose(0, 2, 1))
-    return Tables(X, q_s, k_dir, scores, V, VO, VO[:, :, :2 * p].reshape(M, H * 2 * p, -1), W_logit)
+    return Tables(X, q_s, k_dir, scores, V, VO, W_U_padded, W_logit)
 
 
 class GridBuffers:
@@ -175,7 +148,8 @@ class GridBuffers:
 
     ``La`` [M, p, p, 2H+1]: per pair (a, b), the attention to a, to '=', and a 1 (for x_eq);
     ``Lb`` [M, p(b), p(a), H]: the attention to b, grouped by b; ``P`` [M, p, p, 3, H];
-    ``logits`` [M, p * p, d_vocab_out]; ``resid_mid`` and ``post`` [M, p, p, ...], or with
+    ``logits`` [M, p * p, padded_width(d_vocab_out)] and ``W_U`` (zero-padded, for
+    :func:`tables`) [M, d_model, padded_width(d_vocab_out)]; ``resid_mid`` and ``post`` [M, p, p, ...], or with
     ``keep_activations=False`` one member's [1, p, p, ...], reused by each member in turn
     (for a caller that reads them in grid_forward's ``after``: a pack's 8.7 MB of post at
     p=23 then stays a 1.1 MB buffer in the cache); per member, reused: ``VOW`` [H * T,
@@ -193,7 +167,9 @@ class GridBuffers:
         kept = M if keep_activations else 1
         self.resid_mid = np.empty((kept, p, p, cfg.d_model), np.float32)
         self.post = np.empty((kept, p, p, cfg.d_mlp), np.float32)
-        self.logits = np.empty((M, p * p, d_vocab_out), np.float32)
+        self.d_vocab_out = d_vocab_out
+        self.logits = np.empty((M, p * p, padded_width(d_vocab_out)), np.float32)
+        self.W_U = np.zeros((M, cfg.d_model, padded_width(d_vocab_out)), np.float32)
         self.VOW = np.empty((H * T, cfg.d_mlp), np.float32)
         self.R = {E: np.empty((p, 2 * H + 1, E), np.float32) for E in (cfg.d_model, cfg.d_mlp)}
         self.tmp = {E: np.empty((p, p, E), np.float32) for E in (cfg.d_model, cfg.d_mlp)}
@@ -202,14 +178,14 @@ class GridBuffers:
 @dataclass
 class Grid:
     """One forward of M members over every pair (a, b), in the grid order c = a * p + b (a
-    run's train and test rows are a split of it): what the test metrics read, and what
-    :func:`saved` gathers for a backward. Views of a :class:`GridBuffers`."""
+    run's train and test rows are a split of it): what the metrics read and the backward's
+    attention part reads. Views of a :class:`GridBuffers`."""
 
     t: Tables
     P: np.ndarray          # [M, p*p, 3, H] attention from '=' to (a, b, '=')
     resid_mid: np.ndarray | None  # [M, p*p, d_model]; None unless the buffers keep them
     post: np.ndarray | None       # [M, p*p, d_mlp]; likewise
-    logits: np.ndarray     # [M, p*p, d_vocab_out]
+    logits: np.ndarray     # [M, p*p, d_vocab_out] (a view of the padded buffer)
 
 
 def _mix(La: np.ndarray, Lb: np.ndarray, table: np.ndarray, x: np.ndarray, R: np.ndarray,
@@ -241,11 +217,13 @@ def grid_forward(w: Weights, p: int, cfg: ModelConfig, buffers: GridBuffers | No
     so a member's numbers are its solo run's to the last bit on one BLAS thread.
 
     ``after(m, tables, resid_mid, post, logits)``, when given, is called with member m's
-    grid rows ([p*p, ...]) as soon as they are made, while they are in the cache (the pack's backward
-    of the MLP)."""
-    t = tables(w, p, cfg)
-    M, H, T2, D, F = t.X.shape[0], cfg.n_heads, 2 * p, cfg.d_model, cfg.d_mlp
-    b = buffers if buffers is not None else GridBuffers(M, p, cfg, t.W_logit.shape[-1])
+    grid rows ([p*p, ...]; logits [p*p, d_vocab_out]) as soon as they are made, while they
+    are in the cache (the MLP part of the backward)."""
+    M = w[names.W_U].shape[0]
+    b = buffers if buffers is not None else GridBuffers(M, p, cfg, w[names.W_U].shape[-1])
+    t = tables(w, p, cfg, b.W_U)
+    H, T2, D, F = cfg.n_heads, 2 * p, cfg.d_model, cfg.d_mlp
+    V = b.d_vocab_out
     S = b.P
     S[:, :, :, 0] = t.scores[:, :p, None]
     S[:, :, :, 1] = t.scores[:, None, p:T2]
@@ -256,7 +234,7 @@ def grid_forward(w: Weights, p: int, cfg: ModelConfig, buffers: GridBuffers | No
     b.La[..., :H] = S[:, :, :, 0]
     b.La[..., H:2 * H] = S[:, :, :, 2]
     b.Lb[...] = S[:, :, :, 1].transpose(0, 2, 1, 3)
-    W_in, W_U = w[MLP + "W_in"], w["unembed.W_U"]
+    W_in = w[MLP + "W_in"]
     x_eq = t.X[:, -1]
     xW = np.matmul(x_eq[:, None], W_in)[:, 0]                          # [M, d_mlp]
     for m in range(M):  # member by member: a member's post stays in the cache (see _mix)
@@ -266,24 +244,13 @@ def grid_forward(w: Weights, p: int, cfg: ModelConfig, buffers: GridBuffers | No
         h = _mix(b.La[m], b.Lb[m], VOW, xW[m], b.R[F], b.tmp[F], b.post[k]).reshape(-1, F)
         relu_(h)
         out = np.matmul(h, t.W_logit[m], out=b.logits[m])
-        out += r @ W_U[m]
+        out += r @ t.W_U[m]
         if after is not None:
-            after(m, t, r, h, out)
+            after(m, t, r, h, out[:, :V])
     n = p * p
     if not b.keep_activations:
-        return Grid(t, S.reshape(M, n, 3, H), None, None, b.logits)
-    return Grid(t, S.reshape(M, n, 3, H), b.resid_mid.reshape(M, n, D), b.post.reshape(M, n, F), b.logits)
-
-
-@dataclass
-class Saved:
-    """Activations of one member's forward that the backward reads, on its rows."""
-
-    t: Tables              # one member's (no M axis)
-    P: np.ndarray          # [n, 3, H] attention from '=' to (a, b, '=')
-    A: np.ndarray          # [n, H * 2p] attention to the a- and b-token table rows
-    resid_mid: np.ndarray  # [n, d_model]
-    post: np.ndarray       # [n, d_mlp]
+        return Grid(t, S.reshape(M, n, 3, H), None, None, b.logits[..., :V])
+    return Grid(t, S.reshape(M, n, 3, H), b.resid_mid.reshape(M, n, D), b.post.reshape(M, n, F), b.logits[..., :V])
 
 
 def take_rows(x: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -293,78 +260,9 @@ def take_rows(x: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) ->
     return np.take(x, rows, axis=0, out=out, mode="clip")
 
 
-def saved(g: Grid, m: int, rows: Rows) -> Saved:
-    """Member ``m``'s activations on ``rows`` (in their order), gathered from the grid."""
-    P = take_rows(g.P[m], rows.canon)
-    return Saved(g.t.member(m), P, rows.attention(P), take_rows(g.resid_mid[m], rows.canon),
-                 take_rows(g.post[m], rows.canon))
-
-
 def one_member(w: Weights) -> Weights:
     """One model's weights as a stack of one member (views with a leading axis of 1)."""
     return {name: v[None] for name, v in w.items()}
-
-
-def forward(w: Weights, rows: Rows, cfg: ModelConfig) -> tuple[np.ndarray, Saved]:
-    """One model's logits at '=' on ``rows`` [n, d_vocab_out] float32 and the activations for
-    :func:`backward`: :func:`grid_forward` of the whole grid, gathered."""
-    g = grid_forward(one_member(w), rows.p, cfg)
-    return g.logits[0][rows.canon], saved(g, 0, rows)
-
-
-def backward(w: Weights, rows: Rows, s: Saved, dlogits: np.ndarray, grads: Weights,
-             cfg: ModelConfig) -> None:
-    """Write d(loss)/d(weight) into ``grads[name]`` (overwritten, same shapes as ``w``),
-    given ``dlogits`` [n, d_vocab_out] for the rows of the forward that made ``s``."""
-    n, H, p = rows.n, cfg.n_heads, rows.p
-    T2 = 2 * p
-    W_U, W_in, W_out = w["unembed.W_U"], w[MLP + "W_in"], w[MLP + "W_out"]
-    W_Q, W_K, W_V, W_O = (w[ATT + k] for k in ("W_Q", "W_K", "W_V", "W_O"))
-    t = s.t
-    # unembedding and MLP: logits = resid_mid @ W_U + post @ W_logit, W_logit = W_out @ W_U
-    dW_logit = s.post.T @ dlogits
-    np.matmul(dW_logit, W_U.T, out=grads[MLP + "W_out"])
-    dW_U = np.matmul(s.resid_mid.T, dlogits, out=grads["unembed.W_U"])
-    dW_U += W_out.T @ dW_logit
-    dpre = dlogits @ t.W_logit.T
-    dpre *= s.post > 0                                                 # ReLU's gradient
-    np.matmul(s.resid_mid.T, dpre, out=grads[MLP + "W_in"])
-    dresid = dpre @ W_in.T                                             # [n, d_model]
-    dresid += dlogits @ W_U.T
-    # attention from '=': resid_mid = x_eq + sum_j,h P[:, j, h] VO[h, idx_j]
-    dP = np.empty((n, 3, H), np.float32)
-    dA = dresid @ t.VO_ab.T                                            # [n, H * 2p]
-    dP[:, :2] = dA.reshape(-1)[rows.flat_ab].reshape(n, H, 2).transpose(0, 2, 1)
-    dP[:, 2] = dresid @ t.VO[:, -1].T
-    # softmax over the 3 positions: dS = P * (dP - sum_j P dP)
-    dS = dP
-    dS -= (dP * s.P).sum(1, keepdims=True)
-    dS *= s.P
-    dSt = rows.gather3 @ dS.reshape(3 * n, H)                          # [T, H]
-    dVO = np.empty_like(t.VO)                                          # [H, T, d_model]
-    dVO[:, :T2] = (s.A.T @ dresid).reshape(H, T2, -1)
-    dVO[:, T2] = s.P[:, 2].T @ dresid
-    # scores = X @ k_dir.T, k_dir[h] = W_K[h] @ q_s[h], q_s = x_eq @ W_Q / sqrt(d_head)
-    u = t.X.T @ dSt                                                    # [d_model, H] = d k_dir.T
-    np.multiply(u.T[:, :, None], t.q_s[:, None, :], out=grads[ATT + "W_K"])
-    dq = np.matmul(W_K.transpose(0, 2, 1), u.T[:, :, None])[:, :, 0]
-    dq *= np.float32(cfg.d_head ** -0.5)
-    x_eq = t.X[-1]
-    np.multiply(x_eq[None, :, None], dq[:, None, :], out=grads[ATT + "W_Q"])
-    # VO = V @ W_O, V = X @ W_V
-    np.matmul(t.V.transpose(0, 2, 1), dVO, out=grads[ATT + "W_O"])
-    dV = np.matmul(dVO, W_O.transpose(0, 2, 1))                        # [H, T, d_head]
-    np.matmul(t.X.T, dV, out=grads[ATT + "W_V"])
-    dX = np.matmul(dV, W_V.transpose(0, 2, 1)).sum(0)                  # [T, d_model]
-    dX += dSt @ t.k_dir
-    dX[-1] += dresid.sum(0) + np.matmul(W_Q, dq[:, :, None]).sum(0)[:, 0]
-    # X = W_E[token] + W_pos[position]: a-rows and b-rows share the number tokens
-    dW_E, dW_pos = grads["embed.W_E"], grads["pos_embed.W_pos"]
-    np.add(dX[:p], dX[p:T2], out=dW_E[:p])
-    dW_E[p] = dX[T2]
-    dX[:p].sum(0, out=dW_pos[0])
-    dX[p:T2].sum(0, out=dW_pos[1])
-    dW_pos[2] = dX[T2]
 
 
 def onehot(labels: np.ndarray, d_vocab_out: int) -> np.ndarray:

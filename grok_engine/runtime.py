@@ -19,7 +19,8 @@ Who sets what (entry points only; nothing below an entry point changes these):
   training child runs), :func:`freeze` once the engine is warm, :func:`refreeze` after a
   screen that held engine state has been removed, :func:`thaw` when it exits.
 
-The trainer's numpy path holds BLAS to one thread for its loop (:func:`single_blas_thread`).
+The trainer's numpy path holds BLAS to one thread for its loop (:func:`single_blas_thread`)
+and keeps freed memory in the process (:func:`keep_freed_memory`).
 Headless commands and the training child leave through :func:`exit_now`.
 
 Light: torch and threadpoolctl are imported by the calls that need them.
@@ -145,6 +146,30 @@ def single_blas_thread() -> ContextManager:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1)
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for the next allocation instead of handing it
+    back to the system (for the rest of the process: a training process). An epoch of the
+    numpy path makes and frees a few MB of temporaries in blocks of 50-400 KB; by default
+    glibc maps blocks over its (moving) mmap threshold afresh and trims the heap's top
+    past 128 KB, so the next epoch touches new pages: measured ~500 page faults per epoch
+    for a pack of 8 at p=23 (AMD EPYC), none with these settings. True when set; False
+    where the C library is not glibc (nothing changes)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    # 32 MB is glibc's largest mmap threshold on 64 bits; fixing it also stops its moving
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 << 20))
 
 
 # -- the frozen heap (the app) --------------------------------------------------------

@@ -6,7 +6,7 @@ forward, test loss from the updated weights, losses in float64 on the last posit
 
 What makes it fast: the forward is ``grok_engine.fast`` (last position only, layer-0
 keys/values per token), and for the notebook's 1-layer model at small p on the CPU
-``grok_engine.one_layer``'s numpy forward and hand-derived backward replace torch and
+``grok_engine.numpy_pass`` (a numpy forward and hand-derived backward) replaces torch and
 autograd; all trainable parameters live in one flat tensor so AdamW and the Grokfast
 filter are a handful of vector ops per epoch; on a GPU the per-epoch metrics stay on the
 device and reach the host in batches (no sync every epoch).
@@ -33,6 +33,7 @@ from grok_engine import runtime
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 from grok_engine import one_layer
+from grok_engine.numpy_pass import MemberRows, NumpyPass
 from grok_engine.fast import accuracy, eval_logits, flush_subnormals, last_logits, loss_fn
 from grok_engine.optim import FlatAdamW
 from grok_engine.tasks import Dataset, make_dataset
@@ -40,11 +41,11 @@ from grok_engine.weights import first_nonfinite, init_weights, is_bias, param_sh
 
 METRIC_NAMES = ("train_loss", "test_loss", "train_acc", "test_acc")
 
-# Up to this p the hand-written numpy path of ``one_layer`` (its backward's dense [n, H, 2p]
-# attention matrix) beats autograd on the fast forward; measured per epoch on a 2-core CPU
-# before the numpy forward ran on the grid (session 13; that made it faster still): 1.25 vs
-# 2.67 ms at p=10, 4.1 vs 4.9 ms at p=23, 6.5 vs 10.9 at p=31, 9.9 vs 9.2 at p=37, 17.9 vs
-# 15.7 at p=47.
+# Up to this p the hand-written numpy path (``numpy_pass``) beats autograd on the fast
+# forward; measured per epoch on a 2-core CPU when its backward ran on the train rows with a
+# dense [n, H, 2p] attention matrix, before the forward and the attention's backward ran on
+# the grid (sessions 13-16; each made the numpy path faster still): 1.25 vs 2.67 ms at
+# p=10, 4.1 vs 4.9 ms at p=23, 6.5 vs 10.9 at p=31, 9.9 vs 9.2 at p=37, 17.9 vs 15.7 at p=47.
 MANUAL_MAX_P = 32
 
 # Dense checkpoints, where the action is: on a grid of checkpoint_every // 10 epochs
@@ -263,57 +264,43 @@ class AutogradStepper:
 
 
 class NumpyStepper:
-    """The hand-written path for the notebook's 1-layer model at small p on the CPU
-    (``grok_engine.one_layer``): numpy forward and backward, metrics as floats.
+    """The hand-written path for the notebook's 1-layer model at small p on the CPU:
+    :class:`grok_engine.numpy_pass.NumpyPass` with one member (a sweep pack runs the same
+    code with many, which is why a member's numbers are its solo run's), metrics as floats.
 
-    One forward of the current weights over every pair (``one_layer.grid_forward``: the
-    train and test rows are a split of the grid) gives the test metrics and the
-    activations the next step's backward reads (the train rows', gathered). It runs on
-    the whole grid every epoch, evaluated or not, so a run's numbers depend only on its
-    config (BLAS may round a row differently in a matrix of another height)."""
+    ``evaluate`` runs the forward of the current weights over every pair (the train and
+    test rows are a split of the grid): the test metrics and the first part of the
+    backward; ``gradient`` ends it. The forward runs on the whole grid every epoch,
+    evaluated or not, so a run's numbers depend only on its config."""
 
     nan = math.nan
 
     def __init__(self, trainer: "Trainer"):
         self.trainer = trainer
         cfg = trainer.config
-        p, H, d_out = cfg.task.p, cfg.model.n_heads, cfg.task.d_vocab_out
-        # numpy views of the flat weights and gradient: the hand-written backward writes
-        # into the same memory the torch AdamW steps.
-        self._w = {n: v.numpy() for n, v in trainer.views(detach=True).items()}
-        self._grads = {n: v.numpy() for n, v in trainer._per_name(trainer.flat.grad).items()}
-        tr_a, tr_b, te_a, te_b = trainer.train_a, trainer.train_b, trainer.test_a, trainer.test_b
-        self._w1 = one_layer.one_member(self._w)
-        self._train_rows = one_layer.Rows(tr_a.numpy(), tr_b.numpy(), p, H)
-        self._test_canon = (te_a * p + te_b).numpy()
-        self._buffers = one_layer.GridBuffers(1, p, cfg.model, d_out)
-        self._train_np = (trainer.train_labels.numpy(), one_layer.onehot(trainer.train_labels.numpy(), d_out))
-        self._test_np = (trainer.test_labels.numpy(), one_layer.onehot(trainer.test_labels.numpy(), d_out))
-        self._forward: one_layer.Grid | None = None
+        # numpy views of the flat weights and gradient, as a stack of one member: the
+        # hand-written backward writes into the same memory the torch AdamW steps.
+        self._w = one_layer.one_member({n: v.numpy() for n, v in trainer.views(detach=True).items()})
+        self._grads = one_layer.one_member({n: v.numpy() for n, v in trainer._per_name(trainer.flat.grad).items()})
+        rows = MemberRows.of(trainer, cfg.task.p, cfg.task.d_vocab_out)
+        self._pass = NumpyPass([rows], cfg.task.p, cfg.model, cfg.task.d_vocab_out)
 
     def loop_context(self) -> ContextManager:
         # numpy's BLAS on one thread (runtime.single_blas_thread says why); no overflow
         # warnings: a diverging run is stopped and reported by Trainer._run.
+        runtime.keep_freed_memory()
         stack = contextlib.ExitStack()
         stack.enter_context(runtime.single_blas_thread())
         stack.enter_context(np.errstate(over="ignore", invalid="ignore"))
         return stack
 
     def evaluate(self, need_test: bool) -> tuple[float, float] | None:
-        cfg = self.trainer.config
-        self._forward = one_layer.grid_forward(self._w1, cfg.task.p, cfg.model, self._buffers)
-        if not need_test:
-            return None
-        return one_layer.loss_and_accuracy(self._forward.logits[0][self._test_canon], *self._test_np)
+        loss, acc = self._pass.evaluate(self._w, self._grads, need_test)
+        return (float(loss[0]), float(acc[0])) if need_test else None
 
     def gradient(self) -> tuple[float, float]:
-        assert self._forward is not None, "evaluate makes the forward first"
-        rows, (labels, onehot) = self._train_rows, self._train_np
-        grid, self._forward = self._forward, None  # its weights are about to change
-        logits, saved = grid.logits[0][rows.canon], one_layer.saved(grid, 0, rows)
-        loss, dlogits = one_layer.loss_and_dlogits(logits, onehot)
-        one_layer.backward(self._w, rows, saved, dlogits, self._grads, self.trainer.config.model)
-        return loss, one_layer.accuracy(logits, labels)
+        loss, acc = self._pass.gradient(self._w, self._grads)
+        return float(loss[0]), float(acc[0])
 
     def row(self, train_loss, test_loss, train_acc, test_acc) -> tuple[float, float, float, float]:
         return (train_loss, test_loss, train_acc, test_acc)

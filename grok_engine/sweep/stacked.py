@@ -15,15 +15,13 @@ code on the same numbers.
 
 Which stacked forward, chosen by measuring (on the AMD EPYC, 2 cores, of this project's CI):
 
-* On the CPU, for the notebook's 1-layer model at p <= MANUAL_MAX_P (where the solo
-  trainer runs ``one_layer``'s numpy forward and hand-written backward), the pack runs
-  ``one_layer.grid_forward`` with every member (the solo trainer runs it with one) and
-  :mod:`grok_engine.sweep.stacked_one_layer`'s backward: the same ops with a member axis. numpy's
-  stacked matmul is one BLAS call per member on the solo call's shapes, so a member gets
-  the solo trainer's numbers bit for bit (weights, moments, metrics). It saves numpy's
-  per-op overhead: 1.4x to 2.4x the solo trainer's model-epochs per CPU-second at p=11-17
-  with 16 members, about 1x at p=23 where the matmuls dominate (the table in
-  ``grok_engine.sweep.pack``, from ``bench/pack_size.py``).
+* On the CPU, for the notebook's 1-layer model at p <= MANUAL_MAX_P, the pack runs
+  :class:`grok_engine.numpy_pass.NumpyPass` with every member, the code the solo trainer
+  runs with one. numpy's stacked matmul is one BLAS call per member on the solo call's
+  shapes, so a member gets the solo trainer's numbers bit for bit (weights, moments,
+  metrics). It saves numpy's per-op overhead: 1.4x to 2.4x the solo trainer's
+  model-epochs per CPU-second at p=11-17 with 16 members, about 1x at p=23 where the
+  matmuls dominate (the table in ``grok_engine.sweep.pack``, from ``bench/pack_size.py``).
 * Every other model (p > 32, LayerNorm, GELU, deeper; any model on a GPU) stacks through
   autograd on ``torch.func.vmap`` of :mod:`grok_engine.fast`'s general forward
   (:class:`_TorchForward`; vmap rather than hand-written bmm/einsum: it batches fast.py's
@@ -35,15 +33,12 @@ Which stacked forward, chosen by measuring (on the AMD EPYC, 2 cores, of this pr
   ``train_pack`` trains such members one after another with the solo trainer
   (:func:`stackable`).
 
-Train splits of different sizes (members with different ``frac_train``): every member's
-forward runs all p*p rows (the grid, as the solo trainer's does), so the forward is one
-stack; the backward runs once per group of members with the same train row
-count (a sweep over frac_train has a few groups), because padding the shorter splits with
-zero rows would change BLAS's blocking of the sums and with it the rounding. The stack
-keeps each group's members side by side (ordered by train row count), so a group's
-backward reads and writes views of the stack, where indexing its members out copied their
-weights and activations (and their gradients back) every epoch: ~25 MB for 8 members at
-p=23.
+Train splits of different sizes (members with different ``frac_train``) share the pass:
+the forward runs every member's whole grid (as the solo trainer's does), the MLP's
+backward runs member by member on its own train rows, and the attention's backward runs
+on the grid, where the rows a member does not train on carry a zero gradient
+(:mod:`grok_engine.one_layer_backward`). Padding the shorter splits with zero rows instead
+would change BLAS's blocking of the sums and with it the rounding.
 
 A member leaves the pack when it stops (its epochs, its stop-at-test-acc, divergence, or
 ``stop()``): the stack shrinks (one copy of the remaining rows) rather than masking it,
@@ -63,10 +58,10 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from grok_engine import one_layer
+from grok_engine.numpy_pass import MemberRows, NumpyPass
+from grok_engine import runtime
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
-from grok_engine.sweep import stacked_one_layer as so
 from grok_engine.fast import _deep_resid_mid, _mlp_and_unembed, flush_subnormals
 from grok_engine.train import (Callback, Diverged, Metrics, Progress, Trainer,
                                first_nonfinite_row)
@@ -220,6 +215,7 @@ class StackedTrainer:
         emitting each member's events as its solo trainer would. Returns the end states
         ("done", "stopped", "diverged"), in member order. ``on_epoch()`` is called after
         each stacked epoch (progress reporting)."""
+        runtime.keep_freed_memory()  # as the solo numpy path: no page faults per epoch
         with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore"):
             # One thread, as the solo numpy path (whose numbers the pack reproduces).
             return self._run(stop or (lambda: False), report_interval_s, on_epoch)
@@ -239,10 +235,6 @@ class StackedTrainer:
                 active.append(m)
         if not active:
             return self.states
-        # Members with one train row count side by side in the stack: the numpy backward
-        # then runs on slices of it (views), not on copies of its rows. Stable, and the
-        # order of the rows changes no member's numbers (each is its own BLAS calls).
-        active.sort(key=lambda m: len(m.trainer.train_labels))
         self._stack(active)
         self._fused = all(m.trainer.optimizer.fused for m in active)
         self._start_time = self._last_report = time.perf_counter()
@@ -325,79 +317,22 @@ class StackedTrainer:
             t.diverged = Diverged(bad[0], bad[1], t._metrics_copy())
 
 
-@dataclass
-class _Group:
-    """Consecutive members of the stack that share their train row count ``n``."""
-
-    members: slice          # their rows of the stack: every array of the group is a view
-    n: int
-    rows: so.StackedRows    # their train rows
-    train: np.ndarray       # [Mg, n] labels
-    train_onehot: np.ndarray
-    test_canon: np.ndarray  # [Mg, n_test] the test rows' places in the grid
-    test: np.ndarray        # [Mg, n_test] labels
-    test_onehot: np.ndarray
-
-    dresid: np.ndarray      # [Mg, n, d_model] the MLP backward's, for the attention's
-    work: so.MlpWork
-
-    def test_logits(self, grid: one_layer.Grid) -> np.ndarray:
-        """The group's logits on its test rows: [Mg, n_test, vocab]."""
-        return grid.logits[self.members][np.arange(len(self.test_canon))[:, None], self.test_canon]
-
-
-def onehot(labels: np.ndarray, d_vocab_out: int) -> np.ndarray:
-    """[M, n, d_vocab_out] float64 one-hots of labels [M, n] (one_layer.onehot per member)."""
-    return np.stack([one_layer.onehot(row, d_vocab_out) for row in labels])
-
-
 def _nan(m: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full(m, np.nan), np.full(m, np.nan)
 
 
 class _NumpyForward:
-    """The solo numpy path's forward and backward over the stack (module docstring):
-    ``one_layer.grid_forward`` and :mod:`grok_engine.sweep.stacked_one_layer` on numpy views
-    of the stacked tensors. As in the solo trainer, one forward of every member's grid per
-    epoch gives the test metrics and what the next backward reads (the train rows')."""
+    """The solo numpy path over the stack: :class:`grok_engine.numpy_pass.NumpyPass` (the
+    solo trainer's, with one member) on numpy views of the stacked tensors."""
 
     def __init__(self, trainers: list[Trainer], layout):
         self.layout = layout
-        self.model, self.p = trainers[0].config.model, trainers[0].config.task.p
-        self.d_out = trainers[0].config.task.d_vocab_out
-        self.trainers = trainers
-        self._groups()
-        self._forward: one_layer.Grid | None = None
+        cfg = trainers[0].config
+        rows = [MemberRows.of(t, cfg.task.p, cfg.task.d_vocab_out) for t in trainers]
+        self.numpy_pass = NumpyPass(rows, cfg.task.p, cfg.model, cfg.task.d_vocab_out)
 
     def shrink(self, keep: list[int]) -> None:
-        self.trainers = [self.trainers[i] for i in keep]
-        self._groups()
-
-    def _groups(self) -> None:
-        """Runs of consecutive members with one train row count (one run per count when the
-        stack is ordered by it, as StackedTrainer orders it), with their backward's rows,
-        labels and one-hots. A run is a slice of the stack, so its weights, activations and
-        gradients are views: no per-epoch copies in or out of the group's backward."""
-        counts = [len(t.train_labels) for t in self.trainers]
-        M, H = len(counts), self.model.n_heads
-        self.buffers = one_layer.GridBuffers(M, self.p, self.model, self.d_out, keep_activations=False)
-        self.groups, self._place = [], []
-        self.train_loss, self.train_acc = _nan(M)
-        lo = 0
-        while lo < len(counts):
-            hi = lo + 1
-            while hi < len(counts) and counts[hi] == counts[lo]:
-                hi += 1
-            ts, n = self.trainers[lo:hi], counts[lo]
-            train, test, tr_a, tr_b, te_a, te_b = (
-                np.stack([getattr(t, part).numpy() for t in ts])
-                for part in ("train_labels", "test_labels", "train_a", "train_b", "test_a", "test_b"))
-            group = _Group(slice(lo, hi), n, so.StackedRows(tr_a, tr_b, self.p, H), train,
-                           onehot(train, self.d_out), te_a * self.p + te_b, test, onehot(test, self.d_out),
-                           np.empty((hi - lo, n, self.model.d_model), np.float32), so.MlpWork(n, self.model))
-            self.groups.append(group)
-            self._place += [(group, i) for i in range(hi - lo)]
-            lo = hi
+        self.numpy_pass.shrink(keep)
 
     def _views(self, flat: torch.Tensor) -> dict[str, np.ndarray]:
         M, values = flat.shape[0], flat.numpy()
@@ -405,36 +340,12 @@ class _NumpyForward:
 
     def evaluate(self, flat: torch.Tensor, grad: torch.Tensor, need_test: bool) -> tuple[np.ndarray, np.ndarray]:
         """Test (loss, accuracy) [M] of the current weights (NaN unless ``need_test``), and
-        the first part of the train rows' gradient into ``grad`` (the MLP's, member by member
-        during the forward: :func:`stacked_one_layer.backward_mlp`); :meth:`gradient` ends it."""
-        w, grads = self._views(flat), self._views(grad)
+        the first part of the train rows' gradient into ``grad``; :meth:`gradient` ends it."""
+        return self.numpy_pass.evaluate(self._views(flat), self._views(grad), need_test)
 
-        def after(m: int, t: one_layer.Tables, resid_mid: np.ndarray, post: np.ndarray,
-                  logits: np.ndarray) -> None:
-            g, i = self._place[m]
-            canon = g.rows.canon[i]
-            part = one_layer.take_rows(logits, canon)[None]             # [1, n, vocab]
-            loss, dlogits = so.loss_and_dlogits(part, g.train_onehot[i:i + 1])
-            self.train_loss[m], self.train_acc[m] = loss[0], (part[0].argmax(-1) == g.train[i]).mean()
-            so.backward_mlp(w, t, m, canon, resid_mid, post, dlogits[0], grads, g.dresid[i], g.work)
-
-        grid = self._forward = one_layer.grid_forward(w, self.p, self.model, self.buffers, after)
-        test_loss, test_acc = _nan(len(self.trainers))
-        if need_test:
-            for g in self.groups:
-                test_loss[g.members], test_acc[g.members] = so.loss_and_accuracy(g.test_logits(grid), g.test,
-                                                                                 g.test_onehot)
-        return test_loss, test_acc
     def gradient(self, flat: torch.Tensor, grad: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """End the train rows' gradient in ``grad`` (every entry written, with the MLP's part
-        of :meth:`evaluate`); (loss, accuracy) [M]."""
-        assert self._forward is not None, "evaluate makes the forward first"
-        grid, self._forward = self._forward, None
-        w, grads = self._views(flat), self._views(grad)
-        for g in self.groups:
-            so.backward_attention({k: v[g.members] for k, v in w.items()}, g.rows, so.saved(grid, g.members, g.rows),
-                                  g.dresid, {k: v[g.members] for k, v in grads.items()}, self.model)
-        return self.train_loss.copy(), self.train_acc.copy()
+        """End the train rows' gradient in ``grad`` (every entry written); (loss, accuracy) [M]."""
+        return self.numpy_pass.gradient(self._views(flat), self._views(grad))
 
 
 class _TorchForward:

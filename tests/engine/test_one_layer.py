@@ -1,5 +1,5 @@
-"""The hand-written numpy forward and backward of ``grok_engine.one_layer`` against autograd
-on the fast forward."""
+"""The hand-written numpy forward and backward (``grok_engine.numpy_pass``, ``one_layer``,
+``one_layer_backward``) against autograd on the fast forward."""
 
 from __future__ import annotations
 
@@ -10,59 +10,87 @@ import torch
 from grok_engine import one_layer
 from grok_engine.config import RunConfig, TaskConfig, ModelConfig
 from grok_engine.fast import last_logits, loss_fn
+from grok_engine.numpy_pass import MemberRows, NumpyPass
 from grok_engine.tasks import make_dataset
 from grok_engine.weights import init_weights, is_bias
 
 
-def _setup(task: str, p: int, n_heads: int, seed: int = 3):
-    cfg = RunConfig(task=TaskConfig(task=task, p=p, frac_train=0.6),
+def _setup(task: str, p: int, n_heads: int, seed: int = 3, frac_train: float = 0.6):
+    cfg = RunConfig(task=TaskConfig(task=task, p=p, frac_train=frac_train),
                     model=ModelConfig(n_heads=n_heads, d_model=24, d_head=8, d_mlp=40, seed=seed))
     weights = {k: v for k, v in init_weights(cfg.task, cfg.model).items() if not is_bias(k)}
-    ds = make_dataset(cfg.task)
-    rows = ds.tokens[ds.train_indices]
-    return cfg, weights, rows[:, 0], rows[:, 1], ds.labels[ds.train_indices]
+    return cfg, weights, make_dataset(cfg.task)
+
+
+def _rows(ds, p: int, d_vocab_out: int) -> MemberRows:
+    def split(idx):
+        tokens, labels = ds.tokens[idx].numpy(), ds.labels[idx].numpy()
+        return tokens[:, 0] * p + tokens[:, 1], labels, one_layer.onehot(labels, d_vocab_out)
+
+    return MemberRows(*split(ds.train_indices), *split(ds.test_indices))
+
+
+def _numpy_pass(members: list[tuple[dict, MemberRows]], cfg: RunConfig):
+    """(test loss, test acc, train loss, train acc) [M] and gradients [M, ...] of a pass over
+    ``members`` (weights, rows); every gradient entry starts NaN, so each must be written."""
+    w = {k: np.stack([m[0][k].numpy() for m in members]) for k in members[0][0]}
+    grads = {k: np.full_like(v, np.nan) for k, v in w.items()}
+    numpy_pass = NumpyPass([m[1] for m in members], cfg.task.p, cfg.model, cfg.task.d_vocab_out)
+    test = numpy_pass.evaluate(w, grads, True)
+    train = numpy_pass.gradient(w, grads)
+    return (*test, *train), grads
 
 
 @pytest.mark.parametrize("task,p,n_heads", [("add", 10, 4), ("mod_add", 13, 1), ("mod_mul", 7, 3)])
 def test_loss_and_gradients_equal_autograd(task, p, n_heads):
-    cfg, weights, a, b, labels = _setup(task, p, n_heads)
+    cfg, weights, ds = _setup(task, p, n_heads)
+    rows = _rows(ds, p, cfg.task.d_vocab_out)
     leaves = {k: v.clone().requires_grad_(True) for k, v in weights.items()}
-    ref_logits = last_logits(leaves, a, b, cfg.model)
-    loss = loss_fn(ref_logits, labels)
+    tokens = ds.tokens[ds.train_indices]
+    ref_logits = last_logits(leaves, tokens[:, 0], tokens[:, 1], cfg.model)
+    loss = loss_fn(ref_logits, ds.labels[ds.train_indices])
     loss.backward()
+    with torch.no_grad():
+        test_tokens = ds.tokens[ds.test_indices]
+        ref_test = loss_fn(last_logits(weights, test_tokens[:, 0], test_tokens[:, 1], cfg.model),
+                           ds.labels[ds.test_indices]).item()
 
-    w = {k: v.numpy() for k, v in weights.items()}
-    rows = one_layer.Rows(a.numpy(), b.numpy(), p, n_heads)
-    logits, saved = one_layer.forward(w, rows, cfg.model)
-    ours, dlogits = one_layer.loss_and_dlogits(logits, one_layer.onehot(labels.numpy(), cfg.task.d_vocab_out))
-    grads = {k: np.full_like(v, np.nan) for k, v in w.items()}  # every one overwritten
-    one_layer.backward(w, rows, saved, dlogits, grads, cfg.model)
+    (test_loss, _, train_loss, _), grads = _numpy_pass([(weights, rows)], cfg)
 
-    np.testing.assert_allclose(logits, ref_logits.detach().numpy(), rtol=1e-5, atol=1e-6)
-    assert ours == pytest.approx(loss.item(), rel=1e-6)  # float32 sums in another order
+    assert train_loss[0] == pytest.approx(loss.item(), rel=1e-6)  # float32 sums in another order
+    assert test_loss[0] == pytest.approx(ref_test, rel=1e-6)
     for name, leaf in leaves.items():
         scale = leaf.grad.abs().max().item()
-        np.testing.assert_allclose(grads[name], leaf.grad.numpy(), rtol=1e-4, atol=1e-5 * scale,
+        np.testing.assert_allclose(grads[name][0], leaf.grad.numpy(), rtol=1e-4, atol=1e-5 * scale,
                                    err_msg=name)
 
 
-def test_loss_and_accuracy_match_the_notebook_metrics():
-    cfg, weights, a, b, labels = _setup("add", 10, 4)
-    w = {k: v.numpy() for k, v in weights.items()}
-    logits, _ = one_layer.forward(w, one_layer.Rows(a.numpy(), b.numpy(), 10, 4), cfg.model)
-    loss, acc = one_layer.loss_and_accuracy(logits, labels.numpy(),
-                                            one_layer.onehot(labels.numpy(), cfg.task.d_vocab_out))
-    ref = torch.from_numpy(logits)
-    assert loss == pytest.approx(loss_fn(ref, labels).item(), rel=1e-12)
-    assert acc == pytest.approx((ref.argmax(1) == labels).double().mean().item())
+def test_grid_logits_equal_autograd_and_the_metrics_the_notebooks():
+    cfg, weights, ds = _setup("add", 10, 4)
+    w = one_layer.one_member({k: v.numpy() for k, v in weights.items()})
+    logits = one_layer.grid_forward(w, 10, cfg.model).logits[0]
+    a, b = np.divmod(np.arange(100), 10)
+    ref = last_logits(weights, torch.from_numpy(a), torch.from_numpy(b), cfg.model)
+    np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-5, atol=1e-6)
+    labels = torch.from_numpy(a + b)
+    loss, acc = one_layer.loss_and_accuracy(logits, labels.numpy(), one_layer.onehot(labels.numpy(), cfg.task.d_vocab_out))
+    assert loss == pytest.approx(loss_fn(torch.from_numpy(logits), labels).item(), rel=1e-12)
+    assert acc == pytest.approx((torch.from_numpy(logits).argmax(1) == labels).double().mean().item())
 
 
-def test_each_row_is_computed_on_its_own():
-    cfg, weights, a, b, labels = _setup("add", 10, 4)
-    w = {k: v.numpy() for k, v in weights.items()}
-    full, _ = one_layer.forward(w, one_layer.Rows(a.numpy(), b.numpy(), 10, 4), cfg.model)
-    head, _ = one_layer.forward(w, one_layer.Rows(a[:5].numpy(), b[:5].numpy(), 10, 4), cfg.model)
-    np.testing.assert_allclose(head, full[:5], rtol=1e-6, atol=1e-7)
+def test_members_of_other_splits_share_one_pass_and_keep_their_own_numbers():
+    """Two members with train splits of different sizes and other weights in one pass get
+    the numbers each gets alone, to the bit: the grid backward needs no groups."""
+    cfg, w1, ds1 = _setup("mod_add", 11, 2, seed=1, frac_train=0.3)
+    cfg2, w2, ds2 = _setup("mod_add", 11, 2, seed=2, frac_train=0.7)
+    r1, r2 = _rows(ds1, 11, cfg.task.d_vocab_out), _rows(ds2, 11, cfg.task.d_vocab_out)
+    assert len(r1.train) != len(r2.train)
+    both, grads = _numpy_pass([(w1, r1), (w2, r2)], cfg)
+    for i, (w, r) in enumerate([(w1, r1), (w2, r2)]):
+        alone, grads_alone = _numpy_pass([(w, r)], cfg)
+        assert [x[i] for x in both] == [x[0] for x in alone]
+        for name in grads:
+            np.testing.assert_array_equal(grads[name][i], grads_alone[name][0], err_msg=name)
 
 
 def test_supported_only_for_the_notebooks_shape():

@@ -1,0 +1,109 @@
+"""One epoch's forward and backward of M models of the notebook's 1-layer shape on the CPU,
+in numpy: the solo trainer's (M = 1, ``train.NumpyStepper``) and a sweep pack's
+(``sweep.stacked.StackedTrainer``). One code path for both is what makes a member trained
+in a pack the same bits as trained alone (:mod:`grok_engine.one_layer_backward` says why
+the ops are per member whatever M is).
+
+Per epoch: :meth:`NumpyPass.evaluate` runs :func:`one_layer.grid_forward` of every member
+over every pair; as each member's grid rows are made (while in the cache) it takes the
+member's test metrics (when asked) and train loss from its logits and runs the MLP part of
+its backward. :meth:`NumpyPass.gradient` then runs the attention part stacked over every
+member and returns the train metrics. The forward runs on the whole grid every epoch,
+evaluated or not, so a run's numbers depend only on its config.
+
+Weights and gradients come as dicts of numpy arrays [M, ...]: views of the trainers' flat
+tensors, which torch's AdamW steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from grok_engine import one_layer
+from grok_engine.config import ModelConfig
+from grok_engine.one_layer_backward import AttentionWork, MlpWork, backward_attention, backward_mlp
+
+Weights = dict[str, np.ndarray]
+
+
+@dataclass
+class MemberRows:
+    """One member's split of the grid: places a * p + b, labels and one-hots (float64)."""
+
+    train: np.ndarray          # [n] int64
+    train_labels: np.ndarray   # [n]
+    train_onehot: np.ndarray   # [n, d_vocab_out]
+    test: np.ndarray           # [n_test]
+    test_labels: np.ndarray
+    test_onehot: np.ndarray
+
+    @classmethod
+    def of(cls, trainer, p: int, d_vocab_out: int) -> "MemberRows":
+        """A Trainer's split (its train_a, train_b, train_labels, test_* tensors)."""
+        def part(name: str) -> np.ndarray:
+            return getattr(trainer, name).numpy().astype(np.int64)
+
+        train_labels, test_labels = part("train_labels"), part("test_labels")
+        return cls(part("train_a") * p + part("train_b"), train_labels, one_layer.onehot(train_labels, d_vocab_out),
+                   part("test_a") * p + part("test_b"), test_labels, one_layer.onehot(test_labels, d_vocab_out))
+
+
+class NumpyPass:
+    """The forward and backward of ``members`` (one :class:`MemberRows` each) at modulus or
+    size ``p``, with buffers made once (module docstring for the order of the work)."""
+
+    def __init__(self, members: Sequence[MemberRows], p: int, cfg: ModelConfig, d_vocab_out: int):
+        self.p, self.cfg, self.d_vocab_out = p, cfg, d_vocab_out
+        self._build(list(members))
+
+    def _build(self, members: list[MemberRows]) -> None:
+        M, p, cfg = len(members), self.p, self.cfg
+        self.members = members
+        self.buffers = one_layer.GridBuffers(M, p, cfg, self.d_vocab_out, keep_activations=False)
+        # d(resid_mid) on the grid: each member's train rows are written every epoch, the
+        # others stay 0 (the attention backward then runs on the whole grid).
+        self.dresid = np.zeros((M, p, p, cfg.d_model), np.float32)
+        self.attention_work = AttentionWork(M, p, cfg)
+        self.mlp_work = {n: MlpWork(n, cfg, self.d_vocab_out) for n in {len(r.train) for r in members}}
+        self.train_loss, self.train_acc = np.full(M, math.nan), np.full(M, math.nan)
+        self._forward: one_layer.Grid | None = None
+
+    def shrink(self, keep: list[int]) -> None:
+        """Keep only the members ``keep`` (indices, in the new order)."""
+        self._build([self.members[i] for i in keep])
+
+    def evaluate(self, w: Weights, grads: Weights, need_test: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Test (loss, accuracy) [M] of the weights ``w`` (NaN unless ``need_test``); the
+        MLP part of the train rows' gradient into ``grads``, which :meth:`gradient` ends."""
+        M = len(self.members)
+        test_loss, test_acc = np.full(M, math.nan), np.full(M, math.nan)
+        flat_dresid = self.dresid.reshape(M, -1, self.cfg.d_model)
+
+        def after(m: int, t: one_layer.Tables, resid_mid: np.ndarray, post: np.ndarray,
+                  logits: np.ndarray) -> None:
+            rows = self.members[m]
+            if need_test:
+                test_loss[m], test_acc[m] = one_layer.loss_and_accuracy(
+                    one_layer.take_rows(logits, rows.test), rows.test_labels, rows.test_onehot)
+            train = one_layer.take_rows(logits, rows.train)
+            loss, dlogits = one_layer.loss_and_dlogits(train, rows.train_onehot)
+            self.train_loss[m], self.train_acc[m] = loss, one_layer.accuracy(train, rows.train_labels)
+            backward_mlp(w, t, m, rows.train, resid_mid, post, dlogits, grads, flat_dresid[m],
+                         self.mlp_work[len(rows.train)])
+
+        self._forward = one_layer.grid_forward(w, self.p, self.cfg, self.buffers, after)
+        return test_loss, test_acc
+
+    def gradient(self, w: Weights, grads: Weights) -> tuple[np.ndarray, np.ndarray]:
+        """End the train rows' gradient of the weights :meth:`evaluate` ran (every entry of
+        ``grads`` written); train (loss, accuracy) [M]."""
+        assert self._forward is not None, "evaluate makes the forward first"
+        grid, self._forward = self._forward, None  # its weights are about to change
+        M, p = len(self.members), self.p
+        P = grid.P.reshape(M, p, p, 3, self.cfg.n_heads)
+        backward_attention(w, grid.t, P, self.dresid, grads, self.cfg, self.attention_work)
+        return self.train_loss.copy(), self.train_acc.copy()
