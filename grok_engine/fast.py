@@ -359,7 +359,7 @@ def eval_logits(w: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
 
 def flush_subnormals(grad: torch.Tensor) -> torch.Tensor:
     """``grad`` with its float32-subnormal entries set to 0: a hook on the logits, so the
-    autograd path's backward reads what ``one_layer.loss_and_dlogits`` gives the numpy path
+    autograd path's backward reads what ``one_layer.dlogits_of`` gives the numpy path
     (why: :data:`grok_engine.one_layer.FLOAT32_TINY`)."""
     return grad.masked_fill(grad.abs() < torch.finfo(grad.dtype).tiny, 0.0)
 

@@ -51,6 +51,13 @@ class MemberRows:
         return cls(part("train_a") * p + part("train_b"), train_labels, one_layer.onehot(train_labels, d_vocab_out),
                    part("test_a") * p + part("test_b"), test_labels, one_layer.onehot(test_labels, d_vocab_out))
 
+    def grid_labels(self, p: int) -> np.ndarray:
+        """[p*p] each pair's label in the grid order (0 for a pair in neither split, if
+        any: no metric reads it)."""
+        labels = np.zeros(p * p, np.int64)
+        labels[self.train], labels[self.test] = self.train_labels, self.test_labels
+        return labels
+
 
 class NumpyPass:
     """The forward and backward of ``members`` (one :class:`MemberRows` each) at modulus or
@@ -69,6 +76,10 @@ class NumpyPass:
         self.dresid = np.zeros((M, p, p, cfg.d_model), np.float32)
         self.attention_work = AttentionWork(M, p, cfg)
         self.mlp_work = {n: MlpWork(n, cfg, self.d_vocab_out) for n in {len(r.train) for r in members}}
+        self.labels = [r.grid_labels(p) for r in members]
+        # where each pair's label is in its member's flattened [p*p, V] log-probabilities
+        self.label_places = [np.arange(p * p) * self.d_vocab_out + labels for labels in self.labels]
+        self.logp = np.empty((p * p, self.d_vocab_out))  # one member's log-probabilities, float64
         self.train_loss, self.train_acc = np.full(M, math.nan), np.full(M, math.nan)
         self._forward: one_layer.Grid | None = None
 
@@ -85,13 +96,18 @@ class NumpyPass:
 
         def after(m: int, t: one_layer.Tables, resid_mid: np.ndarray, post: np.ndarray,
                   logits: np.ndarray) -> None:
+            # log_softmax once over the member's grid (a row's bits are those it gets alone),
+            # then each split's mean of its rows' -log p(label) and argmax hits
             rows = self.members[m]
+            logp = one_layer.log_probs(logits, self.logp)
+            logp_label = np.take(logp, self.label_places[m])          # [p*p] log p(label)
+            hit = logits.argmax(1) == self.labels[m]
             if need_test:
-                test_loss[m], test_acc[m] = one_layer.loss_and_accuracy(
-                    one_layer.take_rows(logits, rows.test), rows.test_labels, rows.test_onehot)
-            train = one_layer.take_rows(logits, rows.train)
-            loss, dlogits = one_layer.loss_and_dlogits(train, rows.train_onehot)
-            self.train_loss[m], self.train_acc[m] = loss, one_layer.accuracy(train, rows.train_labels)
+                test_loss[m] = -float(np.take(logp_label, rows.test).mean())
+                test_acc[m] = float(np.take(hit, rows.test).mean())
+            self.train_loss[m] = -float(np.take(logp_label, rows.train).mean())
+            self.train_acc[m] = float(np.take(hit, rows.train).mean())
+            dlogits = one_layer.dlogits_of(one_layer.take_rows(logp, rows.train), rows.train_onehot)
             backward_mlp(w, t, m, rows.train, resid_mid, post, dlogits, grads, flat_dresid[m],
                          self.mlp_work[len(rows.train)])
 

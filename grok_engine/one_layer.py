@@ -272,34 +272,28 @@ def onehot(labels: np.ndarray, d_vocab_out: int) -> np.ndarray:
     return out
 
 
-def log_probs(logits: np.ndarray) -> np.ndarray:
-    """log_softmax over the last axis, in float64 as the notebook's loss."""
-    x = logits.astype(np.float64)
+def log_probs(logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """log_softmax over the last axis of [n, V], in float64 as the notebook's loss (into
+    ``out`` [n, V] float64 when given). Each row's ops are its own, so a row's bits do not
+    depend on which other rows are in ``logits``."""
+    x = logits.astype(np.float64) if out is None else out
+    if out is not None:
+        np.copyto(x, logits)
     x -= x.max(1, keepdims=True)
     x -= np.log(np.exp(x).sum(1, keepdims=True))
     return x
 
 
-def loss_and_dlogits(logits: np.ndarray, labels_onehot: np.ndarray) -> tuple[float, np.ndarray]:
-    """The notebook's loss (mean cross-entropy in float64) and its gradient in float32, with
-    float32-subnormal entries set to 0 (see :data:`FLOAT32_TINY`)."""
-    logp = log_probs(logits)
-    n = len(logits)
-    loss = -float(np.vdot(logp, labels_onehot)) / n
+def dlogits_of(logp: np.ndarray, labels_onehot: np.ndarray) -> np.ndarray:
+    """The gradient of the mean cross-entropy of n rows from their :func:`log_probs`
+    [n, V], in float32, with float32-subnormal entries set to 0 (see :data:`FLOAT32_TINY`)."""
     dlogits = np.exp(logp)
     dlogits -= labels_onehot
-    dlogits /= n
+    dlogits /= len(logp)
     dlogits[np.abs(dlogits) < FLOAT32_TINY] = 0.0
-    return loss, dlogits.astype(np.float32)
+    return dlogits.astype(np.float32)
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     """The fraction of rows whose argmax is the label."""
     return float((logits.argmax(1) == labels).mean())
-
-
-def loss_and_accuracy(logits: np.ndarray, labels: np.ndarray,
-                      labels_onehot: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy (float64) and :func:`accuracy`."""
-    loss = -float(np.vdot(log_probs(logits), labels_onehot)) / len(logits)
-    return loss, accuracy(logits, labels)
