@@ -68,7 +68,9 @@ def configure(role: str, config: Any = None, device: Any = None) -> None:
 # each epoch faulted them in again, the kernel zeroing every 4 KiB page: ~7000 minor faults
 # and ~20 ms of system time per epoch (mod_add p=113, frac 0.3, on the AMD EPYC). With the
 # thresholds at their 64-bit maximum (32 MiB) freed blocks stay in the heap for the next
-# epoch; the heap holds what one epoch needs at its peak.
+# epoch; the heap holds what one epoch needs at its peak. The numpy path's temporaries
+# (blocks of 50-400 KB) likewise: ~500 page faults per epoch for a pack of 8 at p=23
+# without it, none with it.
 MMAP_THRESHOLD_MAX = 32 << 20
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 
@@ -146,30 +148,6 @@ def single_blas_thread() -> ContextManager:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(1)
-
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed memory for the next allocation instead of handing it
-    back to the system (for the rest of the process: a training process). An epoch of the
-    numpy path makes and frees a few MB of temporaries in blocks of 50-400 KB; by default
-    glibc maps blocks over its (moving) mmap threshold afresh and trims the heap's top
-    past 128 KB, so the next epoch touches new pages: measured ~500 page faults per epoch
-    for a pack of 8 at p=23 (AMD EPYC), none with these settings. True when set; False
-    where the C library is not glibc (nothing changes)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        return False
-    # 32 MB is glibc's largest mmap threshold on 64 bits; fixing it also stops its moving
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 << 20))
 
 
 # -- the frozen heap (the app) --------------------------------------------------------
