@@ -72,8 +72,16 @@ class RunFigures:
                 "train_99": _int_or_nan(self.train_99), "test_99": _int_or_nan(self.test_99),
                 "delay": _int_or_nan(self.delay), "train_acc": self.train_acc, "test_acc": self.test_acc,
                 "weight_norm": self.weight_norm,
-                "key_frequencies": " ".join(map(str, keys)) if keys else "-",
+                "key_frequencies": format_key_frequencies(keys),
                 "restricted_loss": self.restricted_loss, "excluded_loss": self.excluded_loss}
+
+
+def format_key_frequencies(keys: list[int] | None) -> str:
+    """"7 9 24 36"; "none" when no frequency stands out (the figures' []); "-" when not
+    known (None: a task that is not cyclic, or no progress measures)."""
+    if keys is None:
+        return "-"
+    return " ".join(map(str, keys)) if keys else "none"
 
 
 def _int_or_nan(value: int | None) -> float | int:
@@ -139,7 +147,14 @@ def _progress_figures(run: "Run", progress: RunProgress) -> dict[str, Any]:
     last = {name: float(np.asarray(values)[-1]) for name, values in progress.measures.items()}
     out: dict[str, Any] = {"weight_norm": last["sum_sq_weights"]}
     if run.config.task.task in CYCLIC_TASKS:
-        out.update(key_frequencies=[int(k) for k in progress.key_frequencies],
+        # The progress measures restrict to every frequency when none stands out
+        # (fourier_basis.key_frequencies; find_key_frequencies never names them all): a
+        # run's figures say none, so a memorising run does not read as using them all.
+        from grok_engine.fourier_basis import n_frequencies  # torch: not at import
+
+        keys = [int(k) for k in progress.key_frequencies]
+        every = len(keys) == n_frequencies(run.config.task.p)
+        out.update(key_frequencies=[] if every else keys,
                    restricted_loss=last["restricted_loss"], excluded_loss=last["excluded_loss"])
     return out
 

@@ -108,9 +108,10 @@ def complete_compared(store: Any, compared: ComparedRun, progress_callback: Call
 
 def comparison_table(runs: Sequence[ComparedRun], pending_mark: str = PENDING) -> Table:
     """A column per run (named by its id), a row per figure: the differing config flags
-    first, then FIGURE_ROWS. Raw values (CSV); key frequencies as "1 2 3"; "-" where the
+    first, then FIGURE_ROWS. Raw values (CSV); key frequencies as "1 2 3" ("none" when none stands
+    out: :func:`~grok_engine.sweep.summary.format_key_frequencies`); "-" where the
     run has no value; ``pending_mark`` where phase 2 has still to fill it."""
-    from grok_engine.sweep.summary import differing_flags
+    from grok_engine.sweep.summary import differing_flags, format_key_frequencies
 
     flags = differing_flags([r.figures for r in runs])
     names = flags + [label for label, _ in FIGURE_ROWS]
@@ -122,7 +123,7 @@ def comparison_table(runs: Sequence[ComparedRun], pending_mark: str = PENDING) -
             if r.pending and attr in PROGRESS_ROWS and _missing(value):
                 value = pending_mark
             elif attr == "key_frequencies":
-                value = " ".join(map(str, value)) if value else "-"
+                value = format_key_frequencies(value)
             cells.append("-" if value is None else value)
         columns[_unique(r.run_id, columns)] = cells
     return Table("compare", columns, title="Runs compared")

@@ -48,6 +48,7 @@ from textual.widgets import Input, Static
 from grok_engine.results import Table
 from grok_engine.sweep.diagram import COLOUR_MODES, LOG_MODES, MODE_TITLES, Diagram, build_diagram, fixed_choices
 from grok_engine.sweep.phases import PHASES
+from grok_engine.sweep.summary import format_key_frequencies
 from grok_tui.screens.prompts import ExportScreen
 from grok_tui.screens.run_picker import MARK, compare_problem, words_match
 from grok_tui.widgets.footer import Footer
@@ -68,7 +69,7 @@ def _fmt(value: Any) -> str:
 
 def member_line(fig: Any) -> str:
     """One member's figures on one line (the diagram's cursor)."""
-    keys = " ".join(map(str, fig.key_frequencies)) if fig.key_frequencies else "-"
+    keys = format_key_frequencies(fig.key_frequencies)
     return (f"{fig.run_id}  {fig.phase or fig.status}  train99 {_fmt(fig.train_99)}  test99 {_fmt(fig.test_99)}"
             f"  delay {_fmt(fig.delay)}  test acc {_fmt(fig.test_acc)}  keys {keys}"
             f"  restricted {_fmt(fig.restricted_loss)}  |w|² {_fmt(fig.weight_norm)}")

@@ -12,7 +12,9 @@ import pytest
 
 from grok_engine.store import RunStore
 from grok_engine.studies.progress import cached_measures, progress_measures
-from grok_engine.sweep.summary import differing_flags, figures_table, run_figures
+from grok_engine.fourier_basis import n_frequencies
+from grok_engine.sweep.summary import (RunProgress, _progress_figures, differing_flags, figures_table,
+                                       format_key_frequencies, run_figures)
 
 SWEEPS = Path(__file__).resolve().parents[1] / "data" / "sweeps"
 
@@ -39,7 +41,8 @@ def test_member_row_has_its_grid_values_phase_and_progress_figures(sweep_store):
     assert fig.weight_norm == pytest.approx(measures["sum_sq_weights"][-1])
     assert fig.restricted_loss == pytest.approx(measures["restricted_loss"][-1])
     assert fig.excluded_loss == pytest.approx(measures["excluded_loss"][-1])
-    assert fig.key_frequencies == progress_measures(run, save_cache=False).scalars["key_frequencies"]
+    keys = progress_measures(run, save_cache=False).scalars["key_frequencies"]
+    assert fig.key_frequencies == keys and 0 < len(keys) < n_frequencies(run.config.task.p)
 
 
 def test_confused_member(sweep_store):
@@ -55,7 +58,24 @@ def test_run_without_cache_computes_or_leaves_figures_blank(tmp_path, tiny_facto
     assert cached_measures(run) is None  # compute=False computed nothing
     fig = run_figures(run)
     assert fig.weight_norm == pytest.approx(cached_measures(run)["sum_sq_weights"][-1])
-    assert fig.key_frequencies  # mod_add: cyclic
+    assert fig.key_frequencies is not None  # mod_add: cyclic (a list: [] when none stands out)
+
+
+def test_key_frequencies_none_when_none_stands_out():
+    """The progress measures restrict to every frequency when none stands out; the
+    figures say none (not "1 2 3"), so a memorising run does not read as using them all."""
+    class Run:  # what _progress_figures reads of a run
+        class config:
+            class task:
+                task, p = "mod_add", 7
+
+    measures = {"sum_sq_weights": np.array([2.0]), "restricted_loss": np.array([1.0]),
+                "excluded_loss": np.array([3.0])}
+    every = _progress_figures(Run, RunProgress(measures, [1, 2, 3]))
+    found = _progress_figures(Run, RunProgress(measures, [2]))
+    assert every["key_frequencies"] == [] and found["key_frequencies"] == [2]
+    assert every["restricted_loss"] == 1.0  # still the measure, over every frequency
+    assert [format_key_frequencies(k) for k in ([], None, [2, 3])] == ["none", "-", "2 3"]
 
 
 def test_non_cyclic_task_has_no_key_frequencies(tmp_path, tiny_factory):

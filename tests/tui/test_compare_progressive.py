@@ -19,6 +19,7 @@ from tests.fixtures import settle
 from grok_engine.store import RunStore
 from grok_engine.studies import progress as progress_module
 from grok_engine.studies.progress import ProgressStopped, cached_measures
+from grok_engine.sweep.summary import format_key_frequencies, run_figures
 from grok_tui.app import GrokApp
 from grok_tui.screens.compare_data import PENDING, PROGRESS_ROWS
 
@@ -143,7 +144,9 @@ async def test_curves_and_table_first_then_the_progress_measures_run_by_run(cold
             ends = find_phases(run.metrics(), measures)
             assert cells["cleanup end"] == ("-" if ends.cleanup_end is None else ends.cleanup_end)
             assert cells["memorization end"] == ends.memorization_end  # both runs fit the train set
-            assert isinstance(cells["key freqs"], str) and cells["key freqs"].split()[0].isdigit()
+            keys = run_figures(run, compute=False).key_frequencies  # from the cache phase 2 left
+            assert keys is not None and cells["key freqs"] == format_key_frequencies(keys)
+            assert cells["key freqs"] == "none" or cells["key freqs"].split()[0].isdigit()
 
 
 async def test_export_during_phase_2_marks_the_pending_cells(cold_runs, tmp_path, monkeypatch):
