@@ -420,7 +420,8 @@ class Run:
     def write_checkpoint(self, event: Checkpoint) -> None:
         """Weights, then metrics, then the resume state; older resume states go last. A
         SIGKILL anywhere leaves a (checkpoint, resume state) pair to continue from, with
-        metrics reaching at least its epoch (a resume truncates any surplus)."""
+        metrics reaching at least its epoch (a resume truncates any surplus), or, killed
+        within the first (epoch 0), the init's weights alone: :meth:`trainer` starts afresh."""
         meta = {"epoch": str(event.epoch), "format": "HookedTransformer state_dict"}
         atomic_save_tensors(self.checkpoint_path(event.epoch),
                             with_buffers(event.weights, self.config.model.n_layers), meta)
@@ -464,10 +465,15 @@ class Run:
         ds = self.dataset()
         ready = sorted(set(self.checkpoint_epochs()) & set(self.resume_epochs()))
         if not ready:
-            if self.checkpoint_epochs():
+            imported = str(self.info.get("source", "")).startswith("import")
+            # Only the init's checkpoint and no resume state: killed between the run's first
+            # two writes (the writer's order puts every later file after that resume
+            # state), so nothing was trained yet; a fresh Trainer is the same init (the
+            # config's seed) and writes both again.
+            if self.checkpoint_epochs() not in ([], [0]) or (imported and self.checkpoint_epochs()):
                 raise GrokError(f"run {self.id} cannot resume: no checkpoint has its optimizer "
                                 f"state in {self.path / 'resume'}")
-            if str(self.info.get("source", "")).startswith("import"):
+            if imported:
                 # a half-made import: training it would start from fresh weights
                 raise GrokError(f"run {self.id} was imported without its checkpoints (an "
                                 f"unfinished import): remove {self.path} and import again")

@@ -148,6 +148,29 @@ def test_crash_between_resume_state_and_metrics_resumes_without_gap(runs_dir):
     assert list(store.open("gap").metrics().epoch) == list(range(1, 31))
 
 
+def test_killed_within_the_first_checkpoint_starts_afresh(runs_dir):
+    """A SIGKILL after the init's checkpoint (epoch 0) but before its resume state (the
+    state the SIGKILL test met under load): the run trains from the same init, to the
+    numbers of a run never killed. A later checkpoint without any resume state is refused."""
+    store = RunStore(runs_dir)
+    straight = trained_run(store, "straight")
+    run = store.create(tiny_config(), run_id="killed")
+    run.trainer().run(callback=run, until_epoch=0)
+    shutil.rmtree(run.path / "resume")
+    assert run.checkpoint_epochs() == [0] and run.resume_epochs() == []
+    reopened = store.open("killed")
+    reopened.trainer().run(callback=reopened)
+    done = store.open("killed")
+    assert done.checkpoint_epochs() == straight.checkpoint_epochs()
+    np.testing.assert_array_equal(done.metrics().test_loss, straight.metrics().test_loss)
+    for name, value in straight.load_checkpoint(30).items():
+        torch.testing.assert_close(done.load_checkpoint(30)[name], value, rtol=0, atol=0)
+
+    shutil.rmtree(done.path / "resume")  # checkpoints 0..30 and no resume state at all
+    with pytest.raises(GrokError, match="cannot resume: no checkpoint has its optimizer state"):
+        store.open("killed").trainer()
+
+
 # -- corrupt checkpoints ----------------------------------------------------------------
 
 def truncate(path: Path) -> None:
