@@ -328,9 +328,10 @@ def test_a_killed_pack_resumes_every_member_from_its_own_last_checkpoint(runs_di
     last = {rid: max(_resume_epochs(runs_dir / rid)) for rid in killed}
     assert all(last[rid] < store.open(rid).config.train.epochs for rid in killed[1:]), last
     finished = _files(runs_dir / killed[0])
-    # (a checkpoint past the last resume state, written just before the kill, is redone)
+    # (a checkpoint past the last resume state, written just before the kill, is redone;
+    # a temp file the kill left half written is not a checkpoint)
     kept = {rid: {k: v for k, v in _files(runs_dir / rid).items()
-                  if k.startswith("checkpoints/") and int(k[-18:-12]) <= last[rid]}
+                  if k.startswith("checkpoints/epoch_") and int(k[-18:-12]) <= last[rid]}
             for rid in killed[1:]}
 
     starts: dict[str, int] = {}
