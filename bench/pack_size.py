@@ -60,9 +60,9 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="notebook")
     parser.add_argument("--p", type=int, default=23)
     args = parser.parse_args()
-    import torch
+    from grok_engine import runtime
 
-    torch.set_num_threads(1)
+    runtime.configure("pack")  # as a sweep's worker: one torch thread, freed memory kept
     print(describe())
     print(f"p={args.p} mod_add, model {args.model}, {args.epochs} epochs, one thread")
     solo, solo_wall = solo_rate(4, args.epochs, args.model, args.p)

@@ -32,14 +32,14 @@ Weights = dict[str, np.ndarray]
 
 @dataclass
 class MemberRows:
-    """One member's split of the grid: places a * p + b, labels and one-hots (float64)."""
+    """One member's split of the grid: places a * p + b, labels, and the train rows'
+    one-hots (float64, for dlogits)."""
 
     train: np.ndarray          # [n] int64
     train_labels: np.ndarray   # [n]
     train_onehot: np.ndarray   # [n, d_vocab_out]
     test: np.ndarray           # [n_test]
     test_labels: np.ndarray
-    test_onehot: np.ndarray
 
     @classmethod
     def of(cls, trainer, p: int, d_vocab_out: int) -> "MemberRows":
@@ -49,7 +49,7 @@ class MemberRows:
 
         train_labels, test_labels = part("train_labels"), part("test_labels")
         return cls(part("train_a") * p + part("train_b"), train_labels, one_layer.onehot(train_labels, d_vocab_out),
-                   part("test_a") * p + part("test_b"), test_labels, one_layer.onehot(test_labels, d_vocab_out))
+                   part("test_a") * p + part("test_b"), test_labels)
 
     def grid_labels(self, p: int) -> np.ndarray:
         """[p*p] each pair's label in the grid order (0 for a pair in neither split, if

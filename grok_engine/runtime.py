@@ -19,8 +19,7 @@ Who sets what (entry points only; nothing below an entry point changes these):
   training child runs), :func:`freeze` once the engine is warm, :func:`refreeze` after a
   screen that held engine state has been removed, :func:`thaw` when it exits.
 
-The trainer's numpy path holds BLAS to one thread for its loop (:func:`single_blas_thread`)
-and keeps freed memory in the process (:func:`keep_freed_memory`).
+The trainer's numpy path holds BLAS to one thread for its loop (:func:`single_blas_thread`).
 Headless commands and the training child leave through :func:`exit_now`.
 
 Light: torch and threadpoolctl are imported by the calls that need them.

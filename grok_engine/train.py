@@ -288,7 +288,6 @@ class NumpyStepper:
     def loop_context(self) -> ContextManager:
         # numpy's BLAS on one thread (runtime.single_blas_thread says why); no overflow
         # warnings: a diverging run is stopped and reported by Trainer._run.
-        runtime.keep_freed_memory()
         stack = contextlib.ExitStack()
         stack.enter_context(runtime.single_blas_thread())
         stack.enter_context(np.errstate(over="ignore", invalid="ignore"))

@@ -59,7 +59,6 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from grok_engine.numpy_pass import MemberRows, NumpyPass
-from grok_engine import runtime
 from grok_engine.config import RunConfig
 from grok_engine.errors import GrokError
 from grok_engine.fast import _deep_resid_mid, _mlp_and_unembed, flush_subnormals
@@ -215,7 +214,6 @@ class StackedTrainer:
         emitting each member's events as its solo trainer would. Returns the end states
         ("done", "stopped", "diverged"), in member order. ``on_epoch()`` is called after
         each stacked epoch (progress reporting)."""
-        runtime.keep_freed_memory()  # as the solo numpy path: no page faults per epoch
         with threadpool_limits(1), np.errstate(over="ignore", invalid="ignore"):
             # One thread, as the solo numpy path (whose numbers the pack reproduces).
             return self._run(stop or (lambda: False), report_interval_s, on_epoch)

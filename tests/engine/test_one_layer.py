@@ -25,9 +25,10 @@ def _setup(task: str, p: int, n_heads: int, seed: int = 3, frac_train: float = 0
 def _rows(ds, p: int, d_vocab_out: int) -> MemberRows:
     def split(idx):
         tokens, labels = ds.tokens[idx].numpy(), ds.labels[idx].numpy()
-        return tokens[:, 0] * p + tokens[:, 1], labels, one_layer.onehot(labels, d_vocab_out)
+        return tokens[:, 0] * p + tokens[:, 1], labels
 
-    return MemberRows(*split(ds.train_indices), *split(ds.test_indices))
+    train, test = split(ds.train_indices), split(ds.test_indices)
+    return MemberRows(*train, one_layer.onehot(train[1], d_vocab_out), *test)
 
 
 def _numpy_pass(members: list[tuple[dict, MemberRows]], cfg: RunConfig):
