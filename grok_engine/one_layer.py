@@ -22,11 +22,11 @@ MLP's pre-activation from tables: with the attention from '=' to (a, b, '=') sum
 per head, pre = c + sum_h P[h, a] A[h, a] + P[h, b] B[h, b], where A and B are the value
 rows of a and b less the '=' row, through W_O and W_in (and c = x_eq @ W_in plus every
 head's '=' row). The tables cost one matmul of (p + 2) H rows through W_in (a b row is its
-token's a row moved by the position embedding: one more row per head) and then 2H + 1
-multiply-adds per pair and unit (:func:`_mix`), where resid_mid @ W_in costs d_model per
-pair and unit (4x the work at the notebook's shape), and every table row through W_in
-(2p + 1) H rows. A run's train and test rows are a split of the grid, so one forward gives
-the test metrics and the train rows' logits and activations.
+token's a row moved by the position embedding: one more row per head), and then the sum
+is 2H + 1 multiply-adds per pair and unit (:func:`grok_engine.table_mix.mix`, compiled),
+where resid_mid @ W_in would cost d_model (4x the work at the notebook's shape). A run's
+train and test rows are a split of the grid, so one forward gives the test metrics and
+the train rows' logits and activations.
 
 Shapes: ``p`` tokens plus '=' (index ``p``); ``T = 2p + 1`` table rows (a-tokens at
 position 0, b-tokens at position 1, '=' at position 2); ``n`` rows ``[a, b, =]``; ``H``
@@ -35,7 +35,6 @@ heads of ``d_head``; ``d_model``; ``d_mlp``; ``d_vocab_out``.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -64,21 +63,6 @@ def supported(cfg: ModelConfig, names: set[str] | frozenset[str]) -> bool:
     """True when the hand-written backward covers this model with exactly these weights."""
     return (cfg.n_layers == 1 and cfg.normalization == "none" and cfg.act_fn == "relu"
             and set(names) == set(WEIGHTS))
-
-
-@functools.lru_cache(maxsize=8)
-def _zeros(shape: tuple[int, ...]) -> np.ndarray:
-    zeros = np.zeros(shape, np.float32)
-    zeros.flags.writeable = False  # shared by every caller of this shape
-    return zeros
-
-
-def relu_(x: np.ndarray) -> np.ndarray:
-    """ReLU of the float32 array ``x`` in place, as ``np.maximum(x, zeros)`` with an array
-    of zeros of x's shape (made once per shape): numpy 2.4 takes its vector loop for two
-    arrays but not for an array and the scalar 0 (measured on [529, 512], AMD EPYC: 30
-    against 280 us), and the numbers are the same."""
-    return np.maximum(x, _zeros(x.shape), out=x)
 
 
 def max3(x: np.ndarray) -> np.ndarray:
@@ -150,25 +134,19 @@ class GridBuffers:
     (a fresh post alone is 8.7 MB for 8 members at p=23, and its allocation cost 5% of the
     forward): the next forward into the same buffers overwrites the last one's Grid.
 
-    ``La`` [M, p, p, H+1]: per pair (a, b), the attention to a and a 1 (for c, see
-    :func:`_mix`); ``Lb`` [M, p(b), p(a), H]: the attention to b, grouped by b; ``P``
-    [M, p, p, 3, H];
+    ``P`` [M, p, p, 3, H] the attention from '=' to (a, b, '=');
     ``logits`` [M, p * p, padded_width(d_vocab_out)] and ``W_U`` (zero-padded, for
     :func:`tables`) [M, d_model, padded_width(d_vocab_out)]; ``resid_mid`` and ``post`` [M, p, p, ...], or with
     ``keep_activations=False`` one member's [1, p, p, ...], reused by each member in turn
     (for a caller that reads them in grid_forward's ``after``: a pack's 8.7 MB of post at
     p=23 then stays a 1.1 MB buffer in the cache); per member, reused: ``rows`` [H, p+2,
     d_model] and ``VOW`` [H, p+2, d_mlp] (:func:`_pre_tables`), and for each width E
-    (d_model, d_mlp) the b table ``B`` [H, p, E], the right operand ``R`` [p, H+1, E] and
-    the b-part ``tmp`` [p, p, E] of :func:`_mix`.
+    (d_model, d_mlp) the b table ``B`` [H, p, E].
     """
 
     def __init__(self, M: int, p: int, cfg: ModelConfig, d_vocab_out: int, keep_activations: bool = True):
         H = cfg.n_heads
         self.keep_activations = keep_activations
-        self.La = np.empty((M, p, p, H + 1), np.float32)
-        self.La[..., H] = 1.0
-        self.Lb = np.empty((M, p, p, H), np.float32)
         self.P = np.empty((M, p, p, 3, H), np.float32)
         kept = M if keep_activations else 1
         self.resid_mid = np.empty((kept, p, p, cfg.d_model), np.float32)
@@ -179,8 +157,6 @@ class GridBuffers:
         self.rows = np.empty((H, p + 2, cfg.d_model), np.float32)
         self.VOW = np.empty((H, p + 2, cfg.d_mlp), np.float32)
         self.B = {E: np.empty((H, p, E), np.float32) for E in (cfg.d_model, cfg.d_mlp)}
-        self.R = {E: np.empty((p, H + 1, E), np.float32) for E in (cfg.d_model, cfg.d_mlp)}
-        self.tmp = {E: np.empty((p, p, E), np.float32) for E in (cfg.d_model, cfg.d_mlp)}
 
 
 @dataclass
@@ -196,35 +172,16 @@ class Grid:
     logits: np.ndarray     # [M, p*p, d_vocab_out] (a view of the padded buffer)
 
 
-def _mix(La: np.ndarray, Lb: np.ndarray, A: np.ndarray, B: np.ndarray, c: np.ndarray,
-         R: np.ndarray, tmp: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out [p, p, E] = c + sum_h P[a, b, 0, h] A[h, a] + P[a, b, 1, h] B[h, b] for one member:
-    resid_mid (from the value rows through W_O, E = d_model) or the MLP's pre-activation
-    (through W_in too, E = d_mlp), with A [H, p, E] and B [H, p, E] the rows of a and b less
-    the '=' row and c [E] the constant (:func:`_resid_tables`, :func:`_pre_tables`).
-
-    Pairs grouped by a read one A row per head: per a, the [p, H+1] attention to a (and a
-    1 for c) times R = [A[:, a]; c] [H+1, E], one small matmul each (numpy's batched
-    matmul). The b-part grouped by b likewise, then added transposed. This is (2H + 1) * E
-    multiply-adds per pair, where the dense attention matrix times the table and then W_in
-    (resid_mid @ W_in) cost (2p H + d_mlp) * d_model."""
-    H = Lb.shape[-1]
-    R[:, :H] = A.transpose(1, 0, 2)
-    R[:, H] = c
-    np.matmul(La, R, out=out)
-    np.matmul(Lb, B.transpose(1, 0, 2), out=tmp)
-    return np.add(out, tmp.transpose(1, 0, 2), out=out)
-
-
 def _pre_tables(VO: np.ndarray, VO_shift: np.ndarray, W_in: np.ndarray, xW: np.ndarray,
                 b: "GridBuffers") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One member's tables of the MLP's pre-activation for :func:`_mix`: (A, B, c) with
-    A [H, p, d_mlp] = (VO[:, a] - VO[:, '=']) @ W_in, B = A + VO_shift @ W_in (a b row is
+    """One member's tables of the MLP's pre-activation for :func:`grok_engine.table_mix.mix`:
+    (A, B, c) with A [H, p + 2, d_mlp] whose first p rows per head are (VO[:, a] -
+    VO[:, '=']) @ W_in (the rest: the tables' working rows), B = A + VO_shift @ W_in (a b row is
     its token's a row moved by the position embedding: VO_shift [H, d_model] is
     (W_pos[1] - W_pos[0]) @ W_V @ W_O per head) and c = xW + sum_h VO[h, '='] @ W_in: one
     matmul of (p + 2) H rows through W_in instead of the (2p + 1) H of every table row
-    (with the smaller _mix: a pack of 8 at p=23 took 64 against 69 ms per epoch, AMD EPYC
-    Zen 1, one thread)."""
+    (with K = H + 1 in the BLAS form of the mix that table_mix replaced: a pack of 8 at p=23
+    took 64 against 69 ms per epoch, AMD EPYC Zen 1, one thread)."""
     p2 = VO.shape[1] - 1
     p = p2 // 2
     rows = b.rows
@@ -233,13 +190,12 @@ def _pre_tables(VO: np.ndarray, VO_shift: np.ndarray, W_in: np.ndarray, xW: np.n
     rows[:, p + 1] = VO_shift
     F = W_in.shape[1]
     VOW = np.matmul(rows.reshape(-1, rows.shape[-1]), W_in, out=b.VOW.reshape(-1, F)).reshape(b.VOW.shape)
-    A = VOW[:, :p]
-    B = np.add(A, VOW[:, p + 1:], out=b.B[F])
-    return A, B, xW + VOW[:, p].sum(0)
+    B = np.add(VOW[:, :p], VOW[:, p + 1:], out=b.B[F])
+    return VOW, B, xW + VOW[:, p].sum(0)
 
 
 def _resid_tables(VO: np.ndarray, x_eq: np.ndarray, b: "GridBuffers") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One member's tables of resid_mid for :func:`_mix`: (A, B, c), the a and b rows of
+    """One member's tables of resid_mid for :func:`grok_engine.table_mix.mix`: (A, B, c), the a and b rows of
     VO [H, T, d_model] less its '=' row, and c = x_eq + sum_h VO[h, '=']."""
     p2 = VO.shape[1] - 1
     p = p2 // 2
@@ -271,21 +227,18 @@ def grid_forward(w: Weights, p: int, cfg: ModelConfig, buffers: GridBuffers | No
     S -= max3(S)[..., None, :]
     np.exp(S, out=S)
     S /= sum3(S)[..., None, :]
-    b.La[..., :H] = S[:, :, :, 0]
-    b.Lb[...] = S[:, :, :, 1].transpose(0, 2, 1, 3)
     W_in = w[MLP + "W_in"]
     x_eq = t.X[:, -1]
     xW = np.matmul(x_eq[:, None], W_in)[:, 0]                          # [M, d_mlp]
     W_pos = w[names.W_POS]
     VO_shift = np.matmul(np.matmul((W_pos[:, 1] - W_pos[:, 0])[:, None, None], w[ATT + "W_V"]),
                          w[ATT + "W_O"])[:, :, 0]                      # [M, H, d_model]
-    for m in range(M):  # member by member: a member's post stays in the cache (see _mix)
+    from grok_engine.table_mix import mix  # numba: loaded on the first forward, not at import
+
+    for m in range(M):  # member by member: a member's post stays in the cache
         k = m if b.keep_activations else 0
-        r = _mix(b.La[m], b.Lb[m], *_resid_tables(t.VO[m], x_eq[m], b), b.R[D], b.tmp[D],
-                 b.resid_mid[k]).reshape(-1, D)
-        h = _mix(b.La[m], b.Lb[m], *_pre_tables(t.VO[m], VO_shift[m], W_in[m], xW[m], b),
-                 b.R[F], b.tmp[F], b.post[k]).reshape(-1, F)
-        relu_(h)
+        r = mix(S[m], *_resid_tables(t.VO[m], x_eq[m], b), False, b.resid_mid[k]).reshape(-1, D)
+        h = mix(S[m], *_pre_tables(t.VO[m], VO_shift[m], W_in[m], xW[m], b), True, b.post[k]).reshape(-1, F)
         out = np.matmul(h, t.W_logit[m], out=b.logits[m])
         out += r @ t.W_U[m]
         if after is not None:

@@ -36,11 +36,15 @@ MEASURE = textwrap.dedent("""
 
     torch.set_num_threads(1)
     cfg = RunConfig.from_dict(json.loads(sys.argv[1]))
-    warm = cfg.replace(p=37, d_model=16, d_mlp=16, n_heads=1, d_head=16, epochs=2)
+    # torch's, numba's (the numpy path's compiled loop) and the allocator's one-off costs:
+    # one small run on each training path (p=37: autograd; p=7: numpy)
+    warm = [cfg.replace(p=37, d_model=16, d_mlp=16, n_heads=1, d_head=16, epochs=2),
+            cfg.replace(p=7, d_model=16, d_mlp=16, n_heads=cfg.model.n_heads, d_head=4, epochs=2)]
     with tempfile.TemporaryDirectory() as d:
         store = RunStore(d)
-        with AsyncWriter(store.create(warm, run_id="warm")) as w:
-            Trainer(warm).run(callback=w)  # torch's and the allocator's one-off costs
+        for i, config in enumerate(warm):
+            with AsyncWriter(store.create(config, run_id=f"warm-{i}")) as w:
+                Trainer(config).run(callback=w)
         run = store.create(cfg, run_id="m")
         base = status_kb("VmRSS")
         with open("/proc/self/clear_refs", "w") as fh:

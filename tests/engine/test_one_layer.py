@@ -134,15 +134,3 @@ def test_no_subnormal_reaches_the_backward_on_either_path():
     loss_fn(logits_t, torch.from_numpy(labels)).backward()
     assert subnormal_count(leaf.grad.numpy()) == 0
     np.testing.assert_array_equal(leaf.grad.numpy(), dlogits)
-
-
-def test_relu_in_place_gives_maximum_with_zero_bit_for_bit():
-    """relu_ (np.maximum against an array of zeros, numpy's vector loop) is the ReLU the
-    trainer had with the scalar 0: the same bits, signed zeros and NaN included, so the
-    numbers of runs trained before it stand."""
-    x = np.array([-1.5, -0.0, 0.0, 2.0, np.nan, -np.inf, np.inf, 1e-40, -1e-40], np.float32)
-    x = np.tile(x, (13, 7))  # a shape whose rows are not a multiple of the vector width
-    want = np.maximum(x, 0)
-    got = x.copy()
-    assert one_layer.relu_(got) is got
-    assert np.array_equal(got.view(np.int32), want.view(np.int32))
