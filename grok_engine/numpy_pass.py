@@ -71,9 +71,6 @@ class NumpyPass:
         M, p, cfg = len(members), self.p, self.cfg
         self.members = members
         self.buffers = one_layer.GridBuffers(M, p, cfg, self.d_vocab_out, keep_activations=False)
-        # d(resid_mid) on the grid: each member's train rows are written every epoch, the
-        # others stay 0 (the attention backward then runs on the whole grid).
-        self.dresid = np.zeros((M, p, p, cfg.d_model), np.float32)
         self.attention_work = AttentionWork(M, p, cfg)
         self.mlp_work = {n: MlpWork(n, cfg, self.d_vocab_out) for n in {len(r.train) for r in members}}
         self.labels = [r.grid_labels(p) for r in members]
@@ -92,7 +89,6 @@ class NumpyPass:
         MLP part of the train rows' gradient into ``grads``, which :meth:`gradient` ends."""
         M = len(self.members)
         test_loss, test_acc = np.full(M, math.nan), np.full(M, math.nan)
-        flat_dresid = self.dresid.reshape(M, -1, self.cfg.d_model)
 
         def after(m: int, t: one_layer.Tables, resid_mid: np.ndarray, post: np.ndarray,
                   logits: np.ndarray) -> None:
@@ -108,8 +104,9 @@ class NumpyPass:
             self.train_loss[m] = -float(np.take(logp_label, rows.train).mean())
             self.train_acc[m] = float(np.take(hit, rows.train).mean())
             dlogits = one_layer.dlogits_of(one_layer.take_rows(logp, rows.train), rows.train_onehot)
-            backward_mlp(w, t, m, rows.train, resid_mid, post, dlogits, grads, flat_dresid[m],
-                         self.mlp_work[len(rows.train)])
+            dresid = backward_mlp(w, t, m, rows.train, resid_mid, post, dlogits, grads,
+                                  self.mlp_work[len(rows.train)])
+            self.attention_work.rows(t, m, rows.train, dresid, self.buffers.P[m])
 
         self._forward = one_layer.grid_forward(w, self.p, self.cfg, self.buffers, after)
         return test_loss, test_acc
@@ -119,7 +116,5 @@ class NumpyPass:
         ``grads`` written); train (loss, accuracy) [M]."""
         assert self._forward is not None, "evaluate makes the forward first"
         grid, self._forward = self._forward, None  # its weights are about to change
-        M, p = len(self.members), self.p
-        P = grid.P.reshape(M, p, p, 3, self.cfg.n_heads)
-        backward_attention(w, grid.t, P, self.dresid, grads, self.cfg, self.attention_work)
+        backward_attention(w, grid.t, grads, self.cfg, self.attention_work)
         return self.train_loss.copy(), self.train_acc.copy()

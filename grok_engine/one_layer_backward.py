@@ -2,20 +2,17 @@
 (the solo trainer is M = 1): the gradients of every weight from dlogits on each member's
 train rows, after one :func:`~grok_engine.one_layer.grid_forward` of every pair.
 
-Two parts, each on the shapes where it is cheapest:
+Three parts, each on the shapes where it is cheapest:
 
 * :func:`backward_mlp`, member by member on its n train rows, called from the forward
   (``grid_forward``'s ``after``) as soon as that member's post [p*p, d_mlp] is made: it is
   then still in the cache for the gather of the train rows, the ReLU mask and the weight
   gradients (gathered after every member's forward, a pack's post at p=23, 8.7 MB, came
-  back from memory). It scatters d(loss)/d(resid_mid) into the member's grid rows.
-* :func:`backward_attention`, stacked over all members on the whole grid: d(resid_mid) is
-  0 on the rows a member does not train on, so they add nothing, and the attention from
-  '=' to a (to b) of the pairs with one a (one b) is one small matmul, as in the forward's
-  ``_mix``. Members with train splits of different sizes therefore share one backward (no
-  groups), and it needs neither the dense [n, H, 2p] attention matrix nor the gather of
-  the train rows' attention that the row-shaped backward made every epoch: measured on 8
-  members at p=23 (AMD EPYC), 1.09 ms against 1.87 ms plus ~0.75 ms of gathers.
+  back from memory). It returns d(loss)/d(resid_mid) of the member's train rows.
+* :func:`grok_engine.attention_rows.attention_rows`, right after it on those rows (one
+  compiled loop): d(scores) and d(VO) through the attention's softmax.
+* :func:`backward_attention`, stacked over all members: from those two, the gradients of
+  W_Q, W_K, W_V, W_O, W_E and W_pos.
 
 Every op is a member's own: numpy runs a stacked matmul as one BLAS call per member (per
 member and row group) on the same shapes whatever M is, and the elementwise ops and
@@ -54,12 +51,10 @@ class MlpWork:
 
 
 def backward_mlp(w: Weights, t: Tables, m: int, canon: np.ndarray, resid_mid_grid: np.ndarray,
-                 post_grid: np.ndarray, dlogits: np.ndarray, grads: Weights, dresid_grid: np.ndarray,
-                 work: MlpWork) -> None:
+                 post_grid: np.ndarray, dlogits: np.ndarray, grads: Weights, work: MlpWork) -> np.ndarray:
     """The unembedding and MLP part for member ``m`` (of ``w``, ``t``, ``grads`` [M, ...]) on
     its rows ``canon`` [n] (places a * p + b in the grid): its W_out, W_U and W_in gradients
-    overwritten, and d(loss)/d(resid_mid) written to its rows of ``dresid_grid`` [p*p, D]
-    (the other rows are left as they are: 0).
+    overwritten; returns d(loss)/d(resid_mid) of those rows [n, D] (a buffer of ``work``).
 
     ``resid_mid_grid`` [p*p, D] and ``post_grid`` [p*p, F] are its forward's grid rows,
     ``dlogits`` [n, d_vocab_out] its dlogits. logits = resid_mid @ W_U + post @ W_logit
@@ -81,67 +76,45 @@ def backward_mlp(w: Weights, t: Tables, m: int, canon: np.ndarray, resid_mid_gri
     np.matmul(resid_mid.T, dpre, out=grads[MLP + "W_in"][m])
     dresid = np.matmul(dpre, W_in.T, out=work.dresid)
     dresid += np.matmul(dl, W_U.T, out=work.dresid_U)
-    dresid_grid[canon] = dresid
+    return dresid
 
 
 class AttentionWork:
-    """What :func:`backward_attention` writes for M members at ``p``, allocated once: fresh
+    """What the attention's backward writes for M members at ``p``, allocated once: fresh
     arrays every epoch cost page faults (~700 per epoch for 8 members at p=23, as glibc
-    hands the freed memory back to the system and maps it again)."""
+    hands the freed memory back to the system and maps it again). ``VO_T`` is one member's
+    VO table with the heads last, for :func:`~grok_engine.attention_rows.attention_rows`."""
 
     def __init__(self, M: int, p: int, cfg: ModelConfig):
         H, D, T = cfg.n_heads, cfg.d_model, 2 * p + 1
-        grid = (M, p, p, H)
-        self.dP0, self.dP_b, self.dP2, self.s, self.prod, self.dS1 = (np.empty(grid, np.float32) for _ in range(6))
+        self.VO_T = np.empty((D, T, H), np.float32)
         self.dVO = np.empty((M, H, T, D), np.float32)
-        self.dVO_a = np.empty((M, p, H, D), np.float32)
-        self.dVO_b = np.empty((M, p, H, D), np.float32)
         self.dSt = np.empty((M, T, H), np.float32)
+        self.dsum = np.empty((M, D), np.float32)
         self.dV_W = np.empty((M, H, T, D), np.float32)      # dV @ W_V.T, summed over heads
 
+    def rows(self, t: Tables, m: int, canon: np.ndarray, dresid: np.ndarray, P: np.ndarray) -> None:
+        """Member ``m``'s d(scores), d(VO) and sum of ``dresid`` [n, D] over its train rows
+        ``canon``, from its attention ``P`` [p, p, 3, H] (the forward's)."""
+        from grok_engine.attention_rows import attention_rows  # numba: on first use
 
-def backward_attention(w: Weights, t: Tables, P: np.ndarray, dresid: np.ndarray, grads: Weights,
-                       cfg: ModelConfig, work: AttentionWork) -> None:
-    """The attention and embedding part for every member, from ``dresid`` [M, p, p, D]
-    (:func:`backward_mlp`'s, 0 off the train rows) and the forward's attention ``P`` [M, p,
-    p, 3, H] (from '=' to a, b, '='): the gradients of W_Q, W_K, W_V, W_O, W_E and W_pos
-    [M, ...] overwritten.
+        np.copyto(self.VO_T, t.VO[m].transpose(2, 1, 0))
+        attention_rows(canon, dresid, P, self.VO_T, self.dVO[m], self.dSt[m], self.dsum[m])
 
-    resid_mid[a, b] = x_eq + sum_h P[a,b,0,h] VO[h,a] + P[a,b,1,h] VO[h,p+b] + P[a,b,2,h] VO[h,2p];
+
+def backward_attention(w: Weights, t: Tables, grads: Weights, cfg: ModelConfig, work: AttentionWork) -> None:
+    """The attention and embedding part for every member, from d(scores) and d(VO) that
+    :meth:`AttentionWork.rows` made for each: the gradients of W_Q, W_K, W_V, W_O, W_E and
+    W_pos [M, ...] overwritten.
+
     scores = X @ k_dir.T, k_dir[h] = W_K[h] @ q_s[h], q_s = x_eq @ W_Q / sqrt(d_head);
-    VO = X @ W_V @ W_O; X = W_E[token] + W_pos[position]."""
-    M, p, D = dresid.shape[0], dresid.shape[1], dresid.shape[3]
-    H, T2 = cfg.n_heads, 2 * p
+    VO = X @ W_V @ W_O; X = W_E[token] + W_pos[position]; x_eq (X's '=' row) also enters
+    resid_mid directly."""
+    M, D = work.dsum.shape
+    T2 = work.dSt.shape[1] - 1
+    p = T2 // 2
     W_Q, W_K, W_V, W_O = (w[ATT + k] for k in ("W_Q", "W_K", "W_V", "W_O"))
-    VO = t.VO                                                          # [M, H, T, D]
-    P0, P1, P2 = P[..., 0, :], P[..., 1, :], P[..., 2, :]              # [M, p(a), p(b), H]
-    by_b = dresid.transpose(0, 2, 1, 3)                                # [M, p(b), p(a), D]
-    flat = dresid.reshape(M, p * p, D)
-    # d(attention): to a, one matmul per a; to b, one per b; to '=', one for every pair
-    dP0 = np.matmul(dresid, VO[:, :, :p].transpose(0, 2, 3, 1), out=work.dP0)
-    dP1 = np.matmul(by_b, VO[:, :, p:T2].transpose(0, 2, 3, 1), out=work.dP_b).transpose(0, 2, 1, 3)
-    dP2 = np.matmul(flat, VO[:, :, T2].transpose(0, 2, 1), out=work.dP2.reshape(M, p * p, H)).reshape(M, p, p, H)
-    # softmax over the 3 positions: dS_j = P_j * (dP_j - sum_k P_k dP_k)
-    s, prod = work.s, work.prod
-    np.multiply(P0, dP0, out=s)
-    s += np.multiply(P1, dP1, out=prod)
-    s += np.multiply(P2, dP2, out=prod)
-    dS0, dS1, dS2 = dP0, np.subtract(dP1, s, out=work.dS1), dP2  # dP1: a view of work.dP_b
-    dS0 -= s
-    dS2 -= s
-    for dS, Pj in ((dS0, P0), (dS1, P1), (dS2, P2)):
-        dS *= Pj
-    dSt = work.dSt                                                     # d(scores) [M, T, H]
-    dS0.sum(2, out=dSt[:, :p])
-    dS1.sum(1, out=dSt[:, p:T2])
-    dS2.reshape(M, p * p, H).sum(1, out=dSt[:, T2])
-    # d(VO): attention-weighted sums of d(resid_mid), grouped as d(attention)
-    dVO = work.dVO
-    np.matmul(P0.transpose(0, 1, 3, 2), dresid, out=work.dVO_a)       # [M, p(a), H, D]
-    dVO[:, :, :p] = work.dVO_a.transpose(0, 2, 1, 3)
-    np.matmul(P1.transpose(0, 2, 3, 1), by_b, out=work.dVO_b)         # [M, p(b), H, D]
-    dVO[:, :, p:T2] = work.dVO_b.transpose(0, 2, 1, 3)
-    np.matmul(P2.reshape(M, p * p, H).transpose(0, 2, 1), flat, out=dVO[:, :, T2])
+    dSt, dVO = work.dSt, work.dVO                                       # [M, T, H], [M, H, T, D]
 
     def T(x: np.ndarray) -> np.ndarray:
         return x.swapaxes(-1, -2)
@@ -158,7 +131,7 @@ def backward_attention(w: Weights, t: Tables, P: np.ndarray, dresid: np.ndarray,
     np.matmul(T(t.X)[:, None], dV, out=grads[ATT + "W_V"])
     dX = np.matmul(dV, T(W_V), out=work.dV_W).sum(1)                   # [M, T, D]
     dX += np.matmul(dSt, t.k_dir)
-    dX[:, -1] += flat.sum(1) + np.matmul(W_Q, dq[:, :, :, None]).sum(1)[:, :, 0]
+    dX[:, -1] += work.dsum + np.matmul(W_Q, dq[:, :, :, None]).sum(1)[:, :, 0]
     # a-rows and b-rows share the number tokens
     dW_E, dW_pos = grads["embed.W_E"], grads["pos_embed.W_pos"]
     np.add(dX[:, :p], dX[:, p:T2], out=dW_E[:, :p])
