@@ -139,6 +139,33 @@ class RunLock:
         self.release()
 
 
+def held_elsewhere(run_path: Path) -> bool:
+    """Whether another process holds the write lock of the run in ``run_path`` (it trains
+    the run). The lock file names the last holder: only when that process is alive is the
+    lock tried (shared, non-blocking, given back at once), so a reader never holds it while
+    no trainer does, where a trainer starting that instant would find it taken. False when
+    there is no lock file, or no flock on this system, or the holder is this process."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(Path(run_path) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    pid = _read_pid(fd)
+    if pid is None or pid == os.getpid() or not pid_alive(pid):
+        os.close(fd)
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
 def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode().strip()

@@ -25,10 +25,14 @@ class RunOpened:
 
 @dataclass(frozen=True)
 class CheckpointsChanged:
-    """The run's checkpoint epochs are now ``epochs``; ``added`` are the new ones."""
+    """The run's checkpoint epochs are now ``epochs``; ``added`` are the new ones.
+    ``metrics``: for a run another process trains (:meth:`RunSession.poll`), the run's
+    metrics re-read up to its newest checkpoint (``grok_engine.train.Metrics``), or None
+    (this session's own training streams them as TrainingProgress)."""
 
     epochs: tuple[int, ...]
     added: tuple[int, ...]
+    metrics: Any = None
 
 
 @dataclass(frozen=True)

@@ -211,25 +211,40 @@ class RunSession:
 
     def poll(self) -> CheckpointsChanged | None:
         """Re-read the run's checkpoint folder; emit and return CheckpointsChanged when it
-        holds new checkpoints (a run another process trains). See the module docstring."""
+        holds new checkpoints (a run another process trains), with the run's metrics up to
+        the newest one: that process writes them at each checkpoint, so the curves follow
+        the checkpoints. See the module docstring."""
         try:
             found = self.run.checkpoint_epochs()
         except Exception:  # noqa: BLE001 - a folder being written; the next poll sees it
             return None
-        self._add_epochs(found, throttle=False)
-        return self._flush_checkpoints()
+        if not set(found) - set(self.epochs):
+            return None
+        try:
+            metrics = self.run.metrics().truncate(max(found))
+        except Exception:  # noqa: BLE001 - being written: the curves come with the next one
+            metrics = None
+        return self._add_epochs(found, throttle=False, metrics=metrics)
 
-    def _add_epochs(self, found: Iterable[int], throttle: bool) -> None:
+    def trained_elsewhere(self) -> bool:
+        """Whether another process is training this run now (it holds the run's lock)."""
+        from grok_engine.run_lock import held_elsewhere
+
+        return held_elsewhere(self.run.path)
+
+    def _add_epochs(self, found: Iterable[int], throttle: bool,
+                    metrics: Any = None) -> CheckpointsChanged | None:
         """Record new checkpoint epochs. While training they can come many times a second:
         CheckpointsChanged then goes out at most every ``follow_interval_s`` (the first at
         once, the rest together at the end of the interval), so a front end that follows
-        the last checkpoint recomputes its pane a few times a second, not per checkpoint."""
+        the last checkpoint recomputes its pane a few times a second, not per checkpoint.
+        Returns the CheckpointsChanged emitted at once, if one was (with ``metrics``)."""
         import time
 
         with self._state_lock:
             added = set(found) - set(self._epochs)
             if not added:
-                return
+                return None
             self._epochs = sorted(set(self._epochs) | added)
             self._pending_added |= added
             self._run_version += 1
@@ -239,11 +254,12 @@ class RunSession:
                     self._follow_timer = threading.Timer(wait, self._flush_checkpoints)
                     self._follow_timer.daemon = True
                     self._follow_timer.start()
-                return
-        self._flush_checkpoints()
+                return None
+        return self._flush_checkpoints(metrics)
 
-    def _flush_checkpoints(self) -> CheckpointsChanged | None:
-        """Emit the checkpoints recorded since the last CheckpointsChanged, if any."""
+    def _flush_checkpoints(self, metrics: Any = None) -> CheckpointsChanged | None:
+        """Emit the checkpoints recorded since the last CheckpointsChanged, if any (with
+        ``metrics``, see :meth:`poll`)."""
         import time
 
         with self._state_lock:  # emitted under it: the timer's and the reader's stay in order
@@ -252,7 +268,7 @@ class RunSession:
                 self._follow_timer = None
             if not self._pending_added:
                 return None
-            event = CheckpointsChanged(tuple(self._epochs), tuple(sorted(self._pending_added)))
+            event = CheckpointsChanged(tuple(self._epochs), tuple(sorted(self._pending_added)), metrics)
             self._pending_added = set()
             self._last_follow = time.monotonic()
             self._emit(event)

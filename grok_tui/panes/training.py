@@ -70,6 +70,7 @@ class TrainingPane(StudyPane):
         self.marker: int | None = None
         self.planned_epochs = 0
         self.training = False
+        self.elsewhere = False  # another process trains the run (set_elsewhere)
         self.eta_s: float | None = None
         self._last_draw = 0.0
         self._redraw_pending = False
@@ -117,6 +118,12 @@ class TrainingPane(StudyPane):
             self.planned_epochs = planned_epochs
         self.eta_s = eta_s if training else None
         self.request_redraw()
+
+    def set_elsewhere(self, elsewhere: bool) -> None:
+        """Whether another process trains the run (its label says so instead of "stopped")."""
+        if elsewhere != self.elsewhere:
+            self.elsewhere = elsewhere
+            self.request_redraw()
 
     def set_marker(self, epoch: int | None) -> None:
         """The selected checkpoint, drawn as a vertical line."""
@@ -235,6 +242,8 @@ class TrainingPane(StudyPane):
         if self.training:
             parts.append(f"ETA {fmt_duration(self.eta_s)}" if self.eta_s is not None else "ETA -")
             parts.append("training (s stop)")
+        elif self.elsewhere:
+            parts.append("training in another process")
         elif done < planned:
             parts.append("stopped (r resume, c more)")
         else:

@@ -84,8 +84,15 @@ class RunScreen(ExportKeys, Screen):
         self.sub_title = self.run.id
         self.status.set_checkpoint(self.run.id, None, 0, 0, {}, "reading the run…")
         self.call_after_refresh(self.focus_pane)
-        self.set_interval(POLL_INTERVAL_S, lambda: None if self.training else self.session.poll())
+        self.set_interval(POLL_INTERVAL_S, self._poll)
         self.open_run()
+
+    def _poll(self) -> None:
+        """Not training here: new checkpoints (and curves) of a run another process trains,
+        and whether one does, for the training pane's label."""
+        if not self.training:
+            self.session.poll()
+            self.training_pane.set_elsewhere(self.session.trained_elsewhere())
 
     def on_unmount(self) -> None:
         self.session.close()  # the training child writes a checkpoint and exits
@@ -287,8 +294,11 @@ class RunScreen(ExportKeys, Screen):
         self.training_pane.set_training(self.training, event.target_epoch, event.eta_s)
 
     def _checkpoints_changed(self, event: CheckpointsChanged) -> None:
-        """New checkpoints (the session sends them a few times a second at most)."""
+        """New checkpoints (the session sends them a few times a second at most); for a run
+        another process trains, its curves up to the newest one."""
         self.epochs = list(event.epochs)
+        if event.metrics is not None:
+            self.training_pane.set_metrics(event.metrics, self.run.config.train.epochs)
         if self.following:
             self.select(len(self.epochs) - 1)
         else:

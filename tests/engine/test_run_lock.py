@@ -131,3 +131,23 @@ def test_taking_the_lock_clears_temp_files_of_killed_writes(runs_dir):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_held_elsewhere_sees_another_process_holding_the_lock(runs_dir):
+    """What the app asks to label a run "training in another process": true while another
+    process holds the lock, false once it is gone (its pid is still in the file), and
+    false for this process's own lock."""
+    from grok_engine.run_lock import RunLock, held_elsewhere
+
+    store = RunStore(runs_dir)
+    run = store.create(RunConfig().replace(task="mod_add", p=7, epochs=2, device="cpu"), run_id="h")
+    assert not held_elsewhere(run.path)  # no lock file yet
+    holder = hold_lock(runs_dir, "h")
+    try:
+        assert held_elsewhere(run.path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not held_elsewhere(run.path)
+    with RunLock.acquire(run.path, run.id):
+        assert not held_elsewhere(run.path)

@@ -330,3 +330,22 @@ def test_training_that_cannot_start_ends_with_an_error(tmp_path):
     (ended,) = events.of(TrainingEnded)
     assert ended.error and "fresh" in ended.error and not session.training
     session.close()
+
+
+def test_poll_brings_the_checkpoints_and_curves_of_a_run_trained_elsewhere(tmp_path):
+    """A run another process trains (here: its trainer and writer, as `grok-tui train`
+    runs them): poll() finds its new checkpoints and the metrics up to the newest, so the
+    app's curves follow the checkpoints instead of staying at the ones it opened with."""
+    from grok_engine.store import AsyncWriter
+
+    store, run = untrained(tmp_path)
+    session, events = opened(store, run)
+    (first,) = events.of(RunOpened)
+    assert len(first.metrics.epoch) == 0
+    assert session.poll() is None  # nothing new yet
+    with AsyncWriter(run) as writer:
+        run.trainer().run(callback=writer, until_epoch=20)
+    event = session.poll()
+    assert isinstance(event, CheckpointsChanged) and event.epochs[-1] == 20
+    assert int(event.metrics.epoch[-1]) == 20 and len(event.metrics.epoch) == 20
+    assert session.poll() is None
